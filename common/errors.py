@@ -1,0 +1,153 @@
+"""The one error hierarchy of Kraken.
+
+Every error a user can see is a ``KrakenError``; each class carries the HTTP status
+and the RFC 7807 problem ``type`` slug it maps to. The manager turns them into
+``application/problem+json`` in exactly one place (``manager.api.problems``); the
+agent sends them over the wire as ``ErrorReply(error_type=slug, ...)`` and the
+manager rebuilds the same class with ``error_from_wire``. Library errors (aiodocker,
+zmq, SQLAlchemy) are translated into these at the boundary where they occur.
+
+    KrakenError (500 internal-error)
+    ├── InvalidAPIParameters (400 invalid-api-params)
+    │   └── MalformedJSON (400 malformed-json)
+    ├── AuthenticationFailed (401 unauthorized)
+    ├── Forbidden (403 forbidden)
+    ├── NotFound (404 not-found)
+    │   ├── KernelNotFound (404 kernel-not-found)
+    │   ├── ImageNotFound (404 image-not-found)
+    │   └── UnsupportedAPIVersion (404 unsupported-api-version)
+    ├── MethodNotAllowed (405 method-not-allowed)
+    ├── ResourceLimitExceeded (406 resource-limit-exceeded)
+    ├── SessionAlreadyExists (409 session-already-exists)
+    ├── QuotaExceeded (412 quota-exceeded)
+    ├── RateLimitExceeded (429 too-many-requests)
+    ├── KernelCreationFailed (500 kernel-creation-failed)
+    ├── KernelExecutionFailed (500 kernel-execution-failed)
+    ├── AgentError (502 agent-error)
+    │   └── ProtocolError (502 protocol-error)
+    └── ServiceUnavailable (503 service-unavailable)
+        ├── NoAgentAvailable (503 no-agent-available)
+        └── AgentTimeout (504 agent-timeout)
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PROBLEM_TYPE_PREFIX = "https://api.backend.ai/probs/"
+
+
+class KrakenError(Exception):
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.extra = extra
+
+    @property
+    def problem_type(self) -> str:
+        return PROBLEM_TYPE_PREFIX + self.slug
+
+    def to_problem(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.problem_type, "title": self.title}
+        if self.detail:
+            body["detail"] = self.detail
+        body.update(self.extra)
+        return body
+
+
+class InvalidAPIParameters(KrakenError):
+    status, slug, title = 400, "invalid-api-params", "Missing or invalid API parameters"
+
+
+class MalformedJSON(InvalidAPIParameters):
+    slug, title = "malformed-json", "Malformed JSON in the request body"
+
+
+class AuthenticationFailed(KrakenError):
+    status, slug, title = 401, "unauthorized", "Unauthorized access"
+
+
+class Forbidden(KrakenError):
+    status, slug, title = 403, "forbidden", "Forbidden operation"
+
+
+class NotFound(KrakenError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class KernelNotFound(NotFound):
+    slug, title = "kernel-not-found", "No such kernel session"
+
+
+class ImageNotFound(NotFound):
+    slug, title = "image-not-found", "No such kernel image"
+
+
+class UnsupportedAPIVersion(NotFound):
+    slug, title = "unsupported-api-version", "Unsupported API major version"
+
+
+class MethodNotAllowed(KrakenError):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+
+
+class ResourceLimitExceeded(KrakenError):
+    status, slug, title = 406, "resource-limit-exceeded", "Requested resources exceed the limits"
+
+
+class SessionAlreadyExists(KrakenError):
+    status, slug, title = 409, "session-already-exists", "A session with this token exists"
+
+
+class QuotaExceeded(KrakenError):
+    status, slug, title = 412, "quota-exceeded", "Keypair quota exceeded"
+
+
+class RateLimitExceeded(KrakenError):
+    status, slug, title = 429, "too-many-requests", "Rate limit exceeded"
+
+
+class KernelCreationFailed(KrakenError):
+    slug, title = "kernel-creation-failed", "Kernel creation failed"
+
+
+class KernelExecutionFailed(KrakenError):
+    slug, title = "kernel-execution-failed", "Kernel execution failed"
+
+
+class AgentError(KrakenError):
+    status, slug, title = 502, "agent-error", "The agent reported an error"
+
+
+class ProtocolError(AgentError):
+    slug, title = "protocol-error", "Malformed or unexpected wire message"
+
+
+class ServiceUnavailable(KrakenError):
+    status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+class NoAgentAvailable(ServiceUnavailable):
+    slug, title = "no-agent-available", "No agent can host this session now"
+
+
+class AgentTimeout(ServiceUnavailable):
+    status, slug, title = 504, "agent-timeout", "The agent did not answer in time"
+
+
+def _all_subclasses(cls: type[KrakenError]) -> list[type[KrakenError]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def error_from_wire(slug: str, detail: str | None) -> KrakenError:
+    """Rebuild the error class an agent reported by its slug (unknown → AgentError)."""
+    for cls in _all_subclasses(KrakenError):
+        if cls.slug == slug:
+            return cls(detail)
+    return AgentError(detail)

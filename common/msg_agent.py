@@ -1,0 +1,204 @@
+"""Manager ↔ agent messages (the agent link), version 1.
+
+The agent dials out: its DEALER socket connects to each manager replica's ROUTER
+socket over CurveZMQ (the manager's public key is in the agent's config). Until an
+agent has sent ``Join`` with a valid token on a connection, the manager answers
+every other message from it with ``ErrorReply(error_type="unauthorized")``.
+
+Requests and their replies share a ``corr_id`` (see ``common.codec``). Streams
+(terminals, streamed execute output) are identified by ``stream_id`` and flow as
+``StreamData`` in both directions between ``StreamOpen`` and ``StreamClose``.
+See docs/protocol.md for the full table.
+"""
+from __future__ import annotations
+
+from dataclasses import field
+from typing import Any
+
+from common.codec import Message, Protocol
+
+AGENT_PROTOCOL = Protocol("agent", version=1)
+
+# ---- agent → manager ------------------------------------------------------------
+
+
+@AGENT_PROTOCOL.message("join")
+class Join(Message):
+    """First message on a connection. Reply: JoinAccepted or ErrorReply."""
+
+    agent_id: str
+    token: str
+    region: str
+    version: str
+    available_slots: dict[str, str]
+    images: list[dict[str, Any]]  # [{"name", "id", "labels": {...}}]
+    kernels: list[str]  # kernel ids of the containers this agent holds
+    gpus: list[dict[str, Any]] = field(default_factory=list)
+
+
+@AGENT_PROTOCOL.message("heartbeat")
+class Heartbeat(Message):
+    """One-way, every ``heartbeat_interval`` seconds."""
+
+    agent_id: str
+    available_slots: dict[str, str]
+    occupied_slots: dict[str, str]
+    kernels: list[str]
+    images: list[dict[str, Any]] | None = None  # only when the image set changed
+
+
+@AGENT_PROTOCOL.message("kernel-terminated")
+class KernelTerminated(Message):
+    """One-way event: a container stopped without being asked to."""
+
+    kernel_id: str
+    reason: str
+    exit_code: int | None = None
+
+
+# ---- manager → agent requests -----------------------------------------------------
+
+
+@AGENT_PROTOCOL.message("join-accepted")
+class JoinAccepted(Message):
+    heartbeat_interval: float
+    keep_kernels: list[str]  # live sessions the manager knows; the agent drops others
+
+
+@AGENT_PROTOCOL.message("rejoin")
+class Rejoin(Message):
+    """Reply to a message from a connection that has not joined (manager restarted)."""
+
+
+@AGENT_PROTOCOL.message("create-kernel")
+class CreateKernel(Message):
+    kernel_id: str
+    session_name: str
+    access_key: str
+    image: str  # the image reference on the agent, e.g. "kraken/python:latest"
+    slots: dict[str, str]  # cpu, mem (bytes), cuda.device
+    environ: dict[str, str]
+    mounts: list[dict[str, Any]] = field(default_factory=list)  # [{"host_path", "target", "mode": "ro"|"rw"}]
+    idle_timeout: float | None = None
+
+
+@AGENT_PROTOCOL.message("kernel-created")
+class KernelCreated(Message):
+    kernel_id: str
+    container_id: str
+    slots: dict[str, str]  # what was actually granted (after image-label caps)
+    features: list[str]
+
+
+@AGENT_PROTOCOL.message("destroy-kernel")
+class DestroyKernel(Message):
+    kernel_id: str
+    reason: str
+
+
+@AGENT_PROTOCOL.message("kernel-destroyed")
+class KernelDestroyed(Message):
+    kernel_id: str
+    stats: dict[str, Any]  # the Container Stats Object of seed 004 §2.9.8
+
+
+@AGENT_PROTOCOL.message("restart-kernel")
+class RestartKernel(Message):
+    kernel_id: str
+
+
+@AGENT_PROTOCOL.message("execute")
+class Execute(Message):
+    """One execute API call. ``mode``: query | batch | continue | input."""
+
+    kernel_id: str
+    run_id: str
+    mode: str
+    code: str
+    options: dict[str, Any] | None = None
+    flush_timeout: float = 2.0
+
+
+@AGENT_PROTOCOL.message("execute-result")
+class ExecuteResult(Message):
+    """The Execution Result Object of seed 004 §2.9.6."""
+
+    run_id: str
+    status: str
+    console: list[list[Any]]
+    exit_code: int | None = None
+    options: dict[str, Any] | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+
+@AGENT_PROTOCOL.message("interrupt-kernel")
+class InterruptKernel(Message):
+    kernel_id: str
+
+
+@AGENT_PROTOCOL.message("complete-code")
+class CompleteCode(Message):
+    kernel_id: str
+    code: str
+    options: dict[str, Any] | None = None
+
+
+@AGENT_PROTOCOL.message("completion-result")
+class CompletionResult(Message):
+    items: list[str]
+
+
+@AGENT_PROTOCOL.message("get-kernel-stats")
+class GetKernelStats(Message):
+    kernel_id: str
+
+
+@AGENT_PROTOCOL.message("kernel-stats")
+class KernelStats(Message):
+    stats: dict[str, Any]
+
+
+# ---- either direction -----------------------------------------------------------
+
+
+@AGENT_PROTOCOL.message("ack")
+class Ack(Message):
+    pass
+
+
+@AGENT_PROTOCOL.message("error-reply")
+class ErrorReply(Message):
+    """A request failed; ``error_type`` is a ``common.errors`` slug."""
+
+    error_type: str
+    detail: str = ""
+
+
+@AGENT_PROTOCOL.message("stream-open")
+class StreamOpen(Message):
+    """manager → agent: open a byte stream. ``kind``: "pty" | "execute"."""
+
+    stream_id: str
+    kernel_id: str
+    kind: str
+    rows: int = 24
+    cols: int = 80
+
+
+@AGENT_PROTOCOL.message("stream-data")
+class StreamData(Message):
+    stream_id: str
+    data: bytes
+
+
+@AGENT_PROTOCOL.message("stream-resize")
+class StreamResize(Message):
+    stream_id: str
+    rows: int
+    cols: int
+
+
+@AGENT_PROTOCOL.message("stream-close")
+class StreamClose(Message):
+    stream_id: str
+    reason: str = ""

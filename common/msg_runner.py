@@ -1,0 +1,156 @@
+"""Agent ↔ runner messages (the in-container protocol), version 1.
+
+Sockets, all bound by the runner inside the container and connected by the agent:
+
+- port 2000, runner PULL  ← agent PUSH:   RunQuery, RunBatch, FeedInput, Complete,
+                                          PtyOpen, PtyInput, PtyResize, PtyClose
+- port 2001, runner PUSH  → agent PULL:   RunnerReady, ConsoleOutput, WaitingInput,
+                                          RunFinished, Completions, PtyOutput, PtyClosed
+- port 2002, runner ROUTER ⇄ agent DEALER (control): Ping, Interrupt, Shutdown → ControlAck
+
+The control socket is served by its own thread in the runner, so an interrupt never
+queues behind a running execute. See docs/protocol.md.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from common.codec import Message, Protocol
+
+RUNNER_PROTOCOL = Protocol("runner", version=1)
+INPUT_PORT = 2000
+OUTPUT_PORT = 2001
+CONTROL_PORT = 2002
+
+ConsoleItem = list[Any]  # [kind, data]: ["stdout", "text"], ["media", [mime, data]], ...
+
+# ---- agent → runner (input socket) ---------------------------------------------
+
+
+@RUNNER_PROTOCOL.message("run-query")
+class RunQuery(Message):
+    run_id: str
+    code: str
+
+
+@RUNNER_PROTOCOL.message("run-batch")
+class RunBatch(Message):
+    """Clean, build, then exec; ``"*"`` means the image's default for that step."""
+
+    run_id: str
+    clean: str | None = None
+    build: str | None = None
+    exec: str | None = None
+
+
+@RUNNER_PROTOCOL.message("feed-input")
+class FeedInput(Message):
+    run_id: str
+    text: str
+
+
+@RUNNER_PROTOCOL.message("complete")
+class Complete(Message):
+    req_id: int
+    code: str
+    options: dict[str, Any] | None = None
+
+
+@RUNNER_PROTOCOL.message("pty-open")
+class PtyOpen(Message):
+    stream_id: str
+    rows: int = 24
+    cols: int = 80
+
+
+@RUNNER_PROTOCOL.message("pty-input")
+class PtyInput(Message):
+    stream_id: str
+    data: bytes
+
+
+@RUNNER_PROTOCOL.message("pty-resize")
+class PtyResize(Message):
+    stream_id: str
+    rows: int
+    cols: int
+
+
+@RUNNER_PROTOCOL.message("pty-close")
+class PtyClose(Message):
+    stream_id: str
+
+
+# ---- runner → agent (output socket) ---------------------------------------------
+
+
+@RUNNER_PROTOCOL.message("runner-ready")
+class RunnerReady(Message):
+    protocol: int
+    features: list[str]
+
+
+@RUNNER_PROTOCOL.message("console-output")
+class ConsoleOutput(Message):
+    """Console items in the order the user code produced them."""
+
+    run_id: str
+    items: list[ConsoleItem]
+
+
+@RUNNER_PROTOCOL.message("waiting-input")
+class WaitingInput(Message):
+    run_id: str
+    prompt: str = ""
+    is_password: bool = False
+
+
+@RUNNER_PROTOCOL.message("run-finished")
+class RunFinished(Message):
+    """``phase`` is "clean" or "build" for the batch steps, else "exec"."""
+
+    run_id: str
+    phase: str
+    exit_code: int
+
+
+@RUNNER_PROTOCOL.message("completions")
+class Completions(Message):
+    req_id: int
+    items: list[str]
+
+
+@RUNNER_PROTOCOL.message("pty-output")
+class PtyOutput(Message):
+    stream_id: str
+    data: bytes
+
+
+@RUNNER_PROTOCOL.message("pty-closed")
+class PtyClosed(Message):
+    stream_id: str
+    exit_code: int = 0
+
+
+# ---- control socket -------------------------------------------------------------
+
+
+@RUNNER_PROTOCOL.message("ping")
+class Ping(Message):
+    pass
+
+
+@RUNNER_PROTOCOL.message("interrupt")
+class Interrupt(Message):
+    pass
+
+
+@RUNNER_PROTOCOL.message("shutdown")
+class Shutdown(Message):
+    pass
+
+
+@RUNNER_PROTOCOL.message("control-ack")
+class ControlAck(Message):
+    ok: bool = True
+    detail: str = ""

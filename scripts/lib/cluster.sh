@@ -1,0 +1,149 @@
+# A single-node cluster (one manager, one agent) as background processes
+# (sourced by scripts/dev). Pids in var/run, logs in var/logs, secrets in var/keys.
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+api_ready() { curl -fsS "http://127.0.0.1:$API_PORT/" >/dev/null; }
+
+write_configs() {
+  local keys="$VAR/keys"
+  if [ ! -f "$keys/manager.key_secret" ]; then
+    say "generating the agent-link CurveZMQ keys and join token"
+    "$PY" -m manager gen-link-keys "$keys"
+  fi
+  [ -f "$keys/join_token" ] || (umask 077; "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' > "$keys/join_token")
+  cat > "$VAR/manager.toml" <<TOML
+[api]
+host = "127.0.0.1"
+port = $API_PORT
+
+[db]
+url = "postgresql+asyncpg://kraken:kraken@127.0.0.1:$PG_PORT/kraken"
+
+[redis]
+url = "$REDIS_URL"
+
+[link]
+bind = "tcp://127.0.0.1:$LINK_PORT"
+secret_key_file = "$keys/manager.key_secret"
+public_key_file = "$keys/manager.key"
+join_token_file = "$keys/join_token"
+
+[logging]
+level = "INFO"
+file = "$VAR/logs/manager.log"
+TOML
+  cat > "$VAR/agent.toml" <<TOML
+agent_id = "$(hostname)"
+region = "local"
+scratch_root = "$VAR/scratch"
+
+[manager]
+endpoints = ["tcp://127.0.0.1:$LINK_PORT"]
+public_key_file = "$keys/manager.key"
+join_token_file = "$keys/join_token"
+
+[logging]
+level = "INFO"
+file = "$VAR/logs/agent.log"
+TOML
+}
+
+start_daemon() {  # start_daemon NAME ARGS...
+  local name="$1"; shift
+  if pid_alive "$VAR/run/$name.pid"; then
+    say "$name already running (pid $(cat "$VAR/run/$name.pid"))"
+    return
+  fi
+  say "starting $name"
+  nohup "$PY" -m "$name" "$@" >>"$VAR/logs/$name.out" 2>&1 &
+  echo $! > "$VAR/run/$name.pid"
+}
+
+ensure_admin_keypair() {
+  local f="$VAR/keys/admin.env"
+  [ -s "$f" ] && return
+  say "creating the admin keypair"
+  (umask 077; "$PY" -m manager keypair create -c "$VAR/manager.toml" --admin --user-id admin --shell > "$f.tmp")
+  mv "$f.tmp" "$f"
+}
+
+agent_joined() {
+  "$PY" - "$PG_URL" <<'PYCODE'
+import asyncio, sys, asyncpg
+async def main():
+    conn = await asyncpg.connect(sys.argv[1])
+    n = await conn.fetchval("SELECT count(*) FROM agents WHERE status = 'ALIVE'")
+    await conn.close()
+    sys.exit(0 if n else 1)
+asyncio.run(main())
+PYCODE
+}
+
+cluster_up() {
+  write_configs
+  "$PY" -m manager init-db -c "$VAR/manager.toml"
+  ensure_admin_keypair
+  start_daemon manager serve -c "$VAR/manager.toml"
+  wait_for 30 "the manager API (see var/logs/manager.*)" api_ready
+  start_daemon agent -c "$VAR/agent.toml"
+  wait_for 60 "the agent to join (see var/logs/agent.*)" agent_joined
+  (umask 077
+   { echo "# Kraken dev cluster: source me (. var/env.sh)"
+     echo "export BACKEND_ENDPOINT=http://127.0.0.1:$API_PORT"
+     cat "$VAR/keys/admin.env"
+     echo "export PATH=\"$CLIENT_VENV/bin:\$PATH\""
+   } > "$VAR/env.sh")
+  say "cluster is up: manager http://127.0.0.1:$API_PORT, agent $(hostname)"
+  cat <<USAGE
+
+  . var/env.sh
+  backend.ai run python -c "print('hello')"
+
+  logs: var/logs/   stop: scripts/dev down
+USAGE
+}
+
+stop_daemon() {
+  local name="$1" pidf="$VAR/run/$1.pid"
+  if pid_alive "$pidf"; then
+    say "stopping $name"
+    kill "$(cat "$pidf")" 2>/dev/null || true
+    local i=0
+    while pid_alive "$pidf" && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+    pid_alive "$pidf" && kill -9 "$(cat "$pidf")" 2>/dev/null || true
+  fi
+  rm -f "$pidf"
+}
+
+cluster_down() {
+  stop_daemon agent
+  stop_daemon manager
+  local left
+  left="$(docker ps -aq --filter label=kraken.managed=1 --filter "label=ai.backend.agent-id=$(hostname)" 2>/dev/null || true)"
+  if [ -n "$left" ]; then
+    say "removing kernel containers of this cluster"
+    # shellcheck disable=SC2086
+    docker rm -f $left >/dev/null || true
+  fi
+}
+
+cluster_status() {
+  for name in manager agent; do
+    if pid_alive "$VAR/run/$name.pid"; then echo "$name: running (pid $(cat "$VAR/run/$name.pid"))"
+    else echo "$name: stopped"; fi
+  done
+  pg_ready && echo "postgresql: running on $PG_PORT" || echo "postgresql: stopped"
+  redis_ready && echo "redis: running on $REDIS_PORT" || echo "redis: stopped"
+}
+
+run_tests() {
+  export KRAKEN_TEST_PG_URL="$PG_URL" KRAKEN_TEST_REDIS_URL="$REDIS_URL"
+  export KRAKEN_CLIENT_VENV="$CLIENT_VENV"
+  cd "$ROOT"
+  local rc=0
+  "$VENV/bin/pytest" -q -p no:cacheprovider tests/unit "$@" || rc=$?
+  [ $rc -eq 0 ] || return $rc
+  "$VENV/bin/pytest" -q -p no:cacheprovider tests/integration "$@" || rc=$?
+  [ $rc -eq 0 ] || return $rc
+  "$VENV/bin/pytest" -q -p no:cacheprovider tests/e2e "$@"
+}

@@ -1,0 +1,197 @@
+"""A whole throwaway cluster for end-to-end tests: manager + agent processes.
+
+It uses the halfstack PostgreSQL and Redis (scripts/dev halfstack) but a database
+of its own, free ports, its own agent id and scratch directory, and removes every
+container it made when it stops.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    def __init__(self, workdir: Path, pg_url: str, redis_url: str) -> None:
+        self.workdir = workdir
+        self.pg_url = pg_url
+        self.redis_url = redis_url
+        self.db_name = f"kraken_e2e_{secrets.token_hex(4)}"
+        self.agent_id = f"e2e-{secrets.token_hex(3)}"
+        self.api_port = free_port()
+        self.link_port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.api_port}"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.access_key = ""
+        self.secret_key = ""
+
+    # ---- setup -------------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        base = self.pg_url.rsplit("/", 1)[0]
+        return f"{base}/{self.db_name}".replace("postgresql://", "postgresql+asyncpg://")
+
+    def _write_configs(self) -> None:
+        keys = self.workdir / "keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        self.manager_cli("gen-link-keys", str(keys))
+        (keys / "join_token").write_text(secrets.token_urlsafe(24))
+        (self.workdir / "manager.toml").write_text(f"""
+[api]
+host = "127.0.0.1"
+port = {self.api_port}
+[db]
+url = "{self.db_url}"
+[redis]
+url = "{self.redis_url}"
+[link]
+bind = "tcp://127.0.0.1:{self.link_port}"
+secret_key_file = "{keys}/manager.key_secret"
+public_key_file = "{keys}/manager.key"
+join_token_file = "{keys}/join_token"
+heartbeat_interval = 1.0
+heartbeat_timeout = 5.0
+[logging]
+level = "INFO"
+""")
+        (self.workdir / "agent.toml").write_text(f"""
+agent_id = "{self.agent_id}"
+region = "e2e"
+scratch_root = "{self.workdir}/scratch"
+[manager]
+endpoints = ["tcp://127.0.0.1:{self.link_port}"]
+public_key_file = "{keys}/manager.key"
+join_token_file = "{keys}/join_token"
+[logging]
+level = "INFO"
+""")
+
+    async def _create_db(self) -> None:
+        conn = await asyncpg.connect(self.pg_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{self.db_name}"')
+        finally:
+            await conn.close()
+
+    async def _drop_db(self) -> None:
+        conn = await asyncpg.connect(self.pg_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    def manager_cli(self, *args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "manager", *args], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"manager {args[0]} failed: {out.stderr.strip()}")
+        return out.stdout
+
+    async def start(self) -> None:
+        await self._create_db()
+        self._write_configs()
+        cfg = str(self.workdir / "manager.toml")
+        self.manager_cli("init-db", "-c", cfg)
+        out = self.manager_cli("keypair", "create", "-c", cfg, "--admin", "--user-id", "e2e",
+                               "--shell")
+        env = dict(line.removeprefix("export ").split("=", 1)
+                   for line in out.splitlines() if line.startswith("export "))
+        self.access_key = env["BACKEND_ACCESS_KEY"].strip("'\"")
+        self.secret_key = env["BACKEND_SECRET_KEY"].strip("'\"")
+        self.start_process("manager", "serve", "-c", cfg)
+        self._wait(self._api_up, 30, "manager API")
+        self.start_agent()
+
+    def start_agent(self) -> None:
+        self.start_process("agent", "-c", str(self.workdir / "agent.toml"))
+        self._wait(self._agent_alive, 60, "agent join")
+
+    def start_process(self, name: str, *args: str) -> None:
+        log = open(self.workdir / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", name, *args], cwd=ROOT,
+                                            stdout=log, stderr=subprocess.STDOUT)
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def _api_up(self) -> bool:
+        with urllib.request.urlopen(self.endpoint + "/", timeout=2) as r:
+            return r.status == 200
+
+    def _agent_alive(self) -> bool:
+        return bool(self.sql("SELECT count(*) FROM agents WHERE id = $1 AND status = 'ALIVE'",
+                             self.agent_id))
+
+    def sql(self, query: str, *args: object) -> object:
+        import asyncio
+
+        async def run() -> object:
+            conn = await asyncpg.connect(self.pg_url.rsplit("/", 1)[0] + "/" + self.db_name)
+            try:
+                return await conn.fetchval(query, *args)
+            finally:
+                await conn.close()
+        return asyncio.run(run())
+
+    def _wait(self, probe, limit: float, what: str) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    log = (self.workdir / f"{name}.log").read_text()[-3000:]
+                    raise RuntimeError(f"{name} exited while waiting for {what}:\n{log}")
+            try:
+                if probe():
+                    return
+            except Exception:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"timed out waiting for {what}")
+
+    def containers(self) -> list[str]:
+        out = subprocess.run(["docker", "ps", "-aq", "--filter",
+                              f"label=ai.backend.agent-id={self.agent_id}"],
+                             capture_output=True, text=True, check=True)
+        return out.stdout.split()
+
+    async def stop(self) -> None:
+        self.stop_process("agent")
+        self.stop_process("manager")
+        left = self.containers()
+        if left:
+            subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
+        await self._drop_db()
+        shutil.rmtree(self.workdir / "scratch", ignore_errors=True)
+
+    # ---- the official client ----------------------------------------------------
+    def client_env(self, **overrides: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BACKEND_")}
+        env.update(BACKEND_ENDPOINT=self.endpoint, BACKEND_ACCESS_KEY=self.access_key,
+                   BACKEND_SECRET_KEY=self.secret_key, PYTHONWARNINGS="ignore")
+        env.update(overrides)
+        return env
