@@ -14,8 +14,9 @@ primitives only: None, bool, int, float, str, bytes, lists and string-keyed maps
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 import msgpack
 
@@ -24,6 +25,7 @@ class WireFormatError(ValueError):
     """A frame could not be decoded into a known message."""
 
 
+@dataclass_transform(kw_only_default=True, frozen_default=True)
 class Message:
     """Base of every wire message; subclasses are made by ``Protocol.message``."""
 
@@ -49,11 +51,11 @@ class Protocol:
         def register(cls: M) -> M:
             if msg_type in self._registry:
                 raise TypeError(f"{self.name}: message type {msg_type!r} defined twice")
-            made = dataclasses.dataclass(frozen=True, kw_only=True, slots=True)(cls)
+            made: Any = dataclasses.dataclass(frozen=True, kw_only=True, slots=True)(cls)
             made.msg_type = msg_type
             made._fields = tuple(f.name for f in dataclasses.fields(made))
             self._registry[msg_type] = made
-            return made
+            return typing.cast(M, made)
 
         return register
 

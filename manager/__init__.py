@@ -1,0 +1,1 @@
+"""Kraken manager: the REST gateway, the agent registry and the session scheduler."""

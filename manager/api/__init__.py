@@ -1,0 +1,1 @@
+"""The REST gateway: aiohttp app, middlewares (problems, version, auth) and handlers."""

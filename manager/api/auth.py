@@ -1,0 +1,135 @@
+"""HMAC request signing of seed 004 §2.7, as client 18.12.3 computes it.
+
+String to sign (newline-joined): METHOD, raw path with query, the date header
+value as sent, ``host:<Host>``, ``content-type:<type>``, ``x-backendai-version:<v>``,
+hex digest of the body — an empty body for versions ≥ v4.20181215, and for older
+versions the body itself unless it is multipart. Signing key:
+HMAC(HMAC(secret, UTC date as %Y%m%d), host). Never log secrets or signatures.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from dateutil import parser as dateparser
+
+from common.errors import AuthenticationFailed
+from manager.api.keys import KEYPAIRS
+from manager.api.version import is_public
+from manager.services.keypairs import KeypairInfo
+
+MAX_SKEW = timedelta(minutes=15)
+EMPTY_BODY_SINCE = "v4.20181215"
+HASHES = frozenset({"sha256", "sha384", "sha512"})
+KEYPAIR = web.RequestKey("kraken.keypair", KeypairInfo)  # the authenticated caller
+
+_AUTH = re.compile(
+    r"^BackendAI\s+signMethod=HMAC-(?P<hash>[A-Za-z0-9]+)\s*,\s*"
+    r"credential=(?P<key>[^:\s]+):(?P<sig>[0-9a-fA-F]+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class SignedParts:
+    """The request fields covered by the signature."""
+
+    method: str
+    path: str
+    date: str
+    host: str
+    content_type: str
+    version: str
+    body: bytes
+
+
+def parse_authorization(header: str) -> tuple[str, str, str]:
+    """(hash name, access key, signature) or AuthenticationFailed."""
+    m = _AUTH.match(header.strip())
+    if m is None:
+        raise AuthenticationFailed("malformed Authorization header")
+    hash_type = m.group("hash").lower()
+    if hash_type not in HASHES:
+        raise AuthenticationFailed(f"unsupported signMethod HMAC-{m.group('hash')}")
+    return hash_type, m.group("key"), m.group("sig").lower()
+
+
+def parse_date(value: str, now: datetime | None = None) -> datetime:
+    """The request date in UTC; naive means UTC; outside ±15 min → AuthenticationFailed."""
+    try:
+        date = dateparser.parse(value)
+    except (ValueError, OverflowError):
+        raise AuthenticationFailed("unparsable Date header") from None
+    if date.tzinfo is None:
+        date = date.replace(tzinfo=UTC)
+    date = date.astimezone(UTC)
+    if abs((now or datetime.now(UTC)) - date) > MAX_SKEW:
+        raise AuthenticationFailed("request date is more than 15 minutes off the server clock")
+    return date
+
+
+def compute_signature(secret_key: str, parts: SignedParts, date: datetime,
+                      hash_type: str = "sha256") -> str:
+    body = b"" if parts.version >= EMPTY_BODY_SINCE else parts.body
+    if parts.content_type.startswith("multipart/"):
+        body = b""
+    to_sign = "\n".join([
+        parts.method.upper(), parts.path, parts.date, f"host:{parts.host}",
+        f"content-type:{parts.content_type.lower()}",
+        f"x-backendai-version:{parts.version}",
+        hashlib.new(hash_type, body).hexdigest(),
+    ]).encode()
+    key = hmac.new(secret_key.encode(), date.strftime("%Y%m%d").encode(), hash_type).digest()
+    key = hmac.new(key, parts.host.encode(), hash_type).digest()
+    return hmac.new(key, to_sign, hash_type).hexdigest()
+
+
+def verify(keypair: KeypairInfo | None, parts: SignedParts, signature: str, date: datetime,
+           hash_type: str) -> KeypairInfo:
+    """The keypair if it exists, is active and signed ``parts``; else AuthenticationFailed."""
+    if keypair is None:
+        raise AuthenticationFailed("unknown access key")
+    expected = compute_signature(keypair.secret_key, parts, date, hash_type)
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        raise AuthenticationFailed("signature mismatch")
+    if not keypair.is_active:
+        raise AuthenticationFailed("the keypair is inactive")
+    return keypair
+
+
+async def _parts(request: web.Request, date_value: str) -> SignedParts:
+    version = request.headers.get("X-BackendAI-Version", "")
+    needs_body = version < EMPTY_BODY_SINCE and not request.content_type.startswith(
+        "multipart/")
+    return SignedParts(
+        method=request.method, path=request.raw_path, date=date_value,
+        host=request.headers.get("Host", ""), content_type=request.content_type.lower(),
+        version=version, body=await request.read() if needs_body else b"")
+
+
+async def authenticate(request: web.Request) -> KeypairInfo:
+    header = request.headers.get("Authorization")
+    if not header:
+        raise AuthenticationFailed("missing Authorization header")
+    hash_type, access_key, signature = parse_authorization(header)
+    date_value = request.headers.get("X-BackendAI-Date") or request.headers.get("Date")
+    if not date_value:
+        raise AuthenticationFailed("missing Date or X-BackendAI-Date header")
+    date = parse_date(date_value)
+    parts = await _parts(request, date_value)
+    keypair = await request.app[KEYPAIRS].get(access_key)
+    return verify(keypair, parts, signature, date, hash_type)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    if not is_public(request) and request.match_info.http_exception is None:
+        request[KEYPAIR] = await authenticate(request)
+    return await handler(request)
+
+
+def caller(request: web.Request) -> KeypairInfo:
+    return request[KEYPAIR]

@@ -1,0 +1,80 @@
+"""The one place errors become RFC 7807 ``application/problem+json`` responses.
+
+KrakenError subclasses map through their own status/slug; aiohttp's own HTTP errors
+(unknown route, wrong method, body too large) and any unexpected exception (500,
+no internals) are turned into the same shape. Also: JSON in and out, fast.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from common.errors import (
+    PROBLEM_TYPE_PREFIX,
+    KrakenError,
+    MalformedJSON,
+    MethodNotAllowed,
+    NotFound,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status,
+                        content_type="application/json")
+
+
+def problem_response(error: KrakenError) -> web.Response:
+    body = error.to_problem()
+    body["status"] = error.status
+    return web.Response(body=orjson.dumps(body), status=error.status,
+                        content_type=PROBLEM_CONTENT_TYPE)
+
+
+def _http_problem(exc: web.HTTPException) -> web.Response:
+    if exc.status == 404:
+        return problem_response(NotFound("no such API endpoint"))
+    if exc.status == 405:
+        return problem_response(MethodNotAllowed("method not allowed on this endpoint"))
+    body = {"type": PROBLEM_TYPE_PREFIX + "http-error", "title": exc.reason,
+            "detail": exc.text if exc.text and not exc.text.startswith(str(exc.status))
+            else exc.reason, "status": exc.status}
+    return web.Response(body=orjson.dumps(body), status=exc.status,
+                        content_type=PROBLEM_CONTENT_TYPE)
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except KrakenError as e:
+        if e.status >= 500:
+            log.warning("%s %s failed: %s", request.method, request.path, e)
+        return problem_response(e)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _http_problem(e)
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return problem_response(KrakenError("an unexpected error occurred"))
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object; empty body → {}; otherwise MalformedJSON."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise MalformedJSON(f"the request body is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise MalformedJSON("the request body must be a JSON object")
+    return data

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy table definitions and the async engine."""

@@ -1,0 +1,87 @@
+"""Every SQLAlchemy table of the manager, in one place (migration 0001 creates them)."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from common.status import LIVE_STATUSES
+
+metadata = sa.MetaData()
+
+LIVE_STATUS_VALUES = sorted(s.value for s in LIVE_STATUSES)
+LIVE_STATUS_SQL = "status IN (" + ", ".join(f"'{s}'" for s in LIVE_STATUS_VALUES) + ")"
+
+_now = sa.text("now()")
+
+keypairs = sa.Table(
+    "keypairs", metadata,
+    sa.Column("access_key", sa.String(64), primary_key=True),
+    sa.Column("secret_key", sa.String(128), nullable=False),
+    sa.Column("user_id", sa.String(256), nullable=False),
+    sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("is_admin", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("concurrency_limit", sa.Integer, nullable=False, server_default="5"),
+    sa.Column("num_queries", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("last_used", sa.DateTime(timezone=True), nullable=True),
+)
+
+agents = sa.Table(
+    "agents", metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("region", sa.String(64), nullable=False, server_default=""),
+    sa.Column("addr", sa.String(256), nullable=False, server_default=""),
+    sa.Column("version", sa.String(64), nullable=False, server_default=""),
+    sa.Column("available_slots", JSONB, nullable=False, server_default="{}"),
+    sa.Column("occupied_slots", JSONB, nullable=False, server_default="{}"),
+    sa.Column("first_contact", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("last_heartbeat", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("lost_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+images = sa.Table(
+    "images", metadata,
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("agent_id", sa.String(128),
+              sa.ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("image_id", sa.String(256), nullable=False, server_default=""),
+    sa.Column("labels", JSONB, nullable=False, server_default="{}"),
+    sa.UniqueConstraint("name", "agent_id", name="uq_images_name_agent"),
+)
+
+kernels = sa.Table(
+    "kernels", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("session_name", sa.String(64), nullable=False),
+    sa.Column("access_key", sa.String(64),
+              sa.ForeignKey("keypairs.access_key"), nullable=False),
+    sa.Column("lang", sa.String(256), nullable=False),
+    sa.Column("image", sa.String(256), nullable=False, server_default=""),
+    sa.Column("tag", sa.String(256), nullable=True),
+    sa.Column("agent_id", sa.String(128), nullable=True),
+    sa.Column("container_id", sa.String(128), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_info", sa.String(256), nullable=True),
+    sa.Column("status_changed", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("slots", JSONB, nullable=False, server_default="{}"),
+    sa.Column("environ", JSONB, nullable=False, server_default="{}"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("terminated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("num_queries", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_stat", JSONB, nullable=True),
+    sa.Index("ix_kernels_live_token", "access_key", "session_name", unique=True,
+             postgresql_where=sa.text(LIVE_STATUS_SQL)),
+    sa.Index("ix_kernels_agent_status", "agent_id", "status"),
+)
+
+kernel_events = sa.Table(
+    "kernel_events", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("kernel_id", UUID(as_uuid=True),
+              sa.ForeignKey("kernels.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("from_status", sa.String(16), nullable=True),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(256), nullable=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)

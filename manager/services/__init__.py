@@ -1,0 +1,1 @@
+"""Domain services between the REST API / agent link and the database."""

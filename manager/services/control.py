@@ -1,0 +1,206 @@
+"""Operating on existing sessions: lookup, info, destroy, restart and the execute path.
+
+A session is named by its clientSessionToken (among live sessions) or its UUID.
+Only the owner or an admin keypair sees a session; everyone else gets 404.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.errors import KernelNotFound, KrakenError, ServiceUnavailable
+from common.ids import new_run_id
+from common.link import expect
+from common.msg_agent import (
+    Ack,
+    CompleteCode,
+    CompletionResult,
+    DestroyKernel,
+    Execute,
+    ExecuteResult,
+    GetKernelStats,
+    InterruptKernel,
+    KernelDestroyed,
+    KernelStats,
+    RestartKernel,
+)
+from common.status import LIVE_STATUSES, SessionStatus
+from manager.config import ManagerConfig
+from manager.db.tables import kernels
+from manager.events import EventBus
+from manager.registry import AgentRegistry
+from manager.services.keypairs import KeypairInfo
+from manager.services.lifecycle import transition
+from manager.services.routes import QueryCounter, Route, RouteCache
+
+log = logging.getLogger(__name__)
+
+LIVE = [s.value for s in LIVE_STATUSES]
+STATS_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteSpec:
+    mode: str
+    code: str
+    run_id: str | None
+    options: dict[str, Any] | None
+
+
+def _ident_clause(ident: str) -> sa.ColumnElement[bool]:
+    by_token = sa.and_(kernels.c.session_name == ident, kernels.c.status.in_(LIVE))
+    try:
+        return sa.or_(kernels.c.id == uuid.UUID(ident), by_token)
+    except ValueError:
+        return by_token
+
+
+class SessionControl:
+    """Everything done to a session after it was created."""
+
+    def __init__(self, config: ManagerConfig, engine: AsyncEngine, registry: AgentRegistry,
+                 events: EventBus, routes: RouteCache, counter: QueryCounter) -> None:
+        self.config = config
+        self._engine = engine
+        self._registry = registry
+        self._events = events
+        self._routes = routes
+        self._counter = counter
+
+    async def find(self, caller: KeypairInfo, ident: str) -> Any:
+        """The session row ``ident`` names for ``caller``, or KernelNotFound."""
+        where = _ident_clause(ident)
+        if not caller.is_admin:
+            where = sa.and_(where, kernels.c.access_key == caller.access_key)
+        own_first = sa.case((kernels.c.access_key == caller.access_key, 0), else_=1)
+        live_first = sa.case((kernels.c.status.in_(LIVE), 0), else_=1)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(kernels).where(where).order_by(
+                own_first, live_first, kernels.c.created_at.desc()).limit(1))).first()
+        if row is None:
+            raise KernelNotFound(f"no session {ident!r}")
+        return row
+
+    async def info(self, caller: KeypairInfo, ident: str) -> dict[str, Any]:
+        row = await self.find(caller, ident)
+        stats = dict(row.last_stat or {})
+        if row.status == SessionStatus.RUNNING and row.agent_id:
+            try:
+                reply = await self._registry.request(
+                    row.agent_id, GetKernelStats(kernel_id=str(row.id)), STATS_TIMEOUT)
+                stats = expect(reply, KernelStats).stats or stats
+            except KrakenError as e:
+                log.info("no live stats for %s: %s", row.id, e)
+        created: datetime = row.created_at
+        end = row.terminated_at or datetime.now(UTC)
+        mem = int((row.slots or {}).get("mem", 0) or 0)
+        return {
+            "lang": row.lang, "tag": row.tag, "status": row.status,
+            "statusInfo": row.status_info, "created": created.isoformat(),
+            "age": int((end - created).total_seconds() * 1000),
+            "memoryLimit": mem // 1024,
+            "numQueriesExecuted": int(row.num_queries) + self._counter.pending(row.id),
+            "cpuCreditUsed": int(stats.get("cpu_used", 0) or 0),
+        }
+
+    async def _move(self, kernel_id: uuid.UUID, new: SessionStatus, reason: str | None,
+                    extra: dict[str, Any] | None = None) -> bool:
+        async with self._engine.begin() as conn:
+            done = await transition(conn, kernel_id, new, reason, extra)
+        self._routes.forget(kernel_id)
+        await self._events.publish([done])
+        return done is not None
+
+    async def destroy(self, caller: KeypairInfo, ident: str) -> dict[str, Any]:
+        """TERMINATING → DestroyKernel → TERMINATED; returns the container stats."""
+        row = await self.find(caller, ident)
+        if row.status not in LIVE:
+            raise KernelNotFound(f"session {ident!r} is already {row.status}")
+        if not await self._move(row.id, SessionStatus.TERMINATING, "user-requested"):
+            await self._move(row.id, SessionStatus.CANCELLED, "user-requested")
+            return {}
+        try:
+            reply = await self._registry.request(
+                row.agent_id, DestroyKernel(kernel_id=str(row.id), reason="user-requested"),
+                self.config.link.request_timeout)
+            stats = expect(reply, KernelDestroyed).stats or {}
+        except KernelNotFound:
+            stats = dict(row.last_stat or {})
+        except KrakenError as e:
+            await self._move(row.id, SessionStatus.ERROR, f"destroy-failed: {e.detail or e}")
+            raise
+        await self._move(row.id, SessionStatus.TERMINATED, "user-requested",
+                         {"last_stat": stats})
+        return stats
+
+    async def restart(self, caller: KeypairInfo, ident: str) -> None:
+        row = await self.find(caller, ident)
+        if not await self._move(row.id, SessionStatus.RESTARTING, "user-requested"):
+            raise ServiceUnavailable(f"session {ident!r} is {row.status}; cannot restart")
+        try:
+            reply = await self._registry.request(
+                row.agent_id, RestartKernel(kernel_id=str(row.id)),
+                self.config.link.create_timeout)
+            expect(reply, Ack)
+        except KrakenError as e:
+            await self._move(row.id, SessionStatus.ERROR, f"restart-failed: {e.detail or e}")
+            raise
+        await self._move(row.id, SessionStatus.RUNNING, "restarted")
+
+    # ---- the hot path ----------------------------------------------------------------
+
+    async def route(self, caller: KeypairInfo, ident: str) -> Route:
+        """Cached: where a RUNNING session lives (one DB read per ≤ 2 s)."""
+        route = self._routes.get(caller.access_key, ident)
+        if route is not None:
+            return route
+        row = await self.find(caller, ident)
+        if row.status != SessionStatus.RUNNING:
+            raise ServiceUnavailable(f"session {ident!r} is {row.status}, not RUNNING")
+        route = Route(row.id, row.agent_id, row.access_key)
+        self._routes.put(caller.access_key, ident, route)
+        return route
+
+    async def execute(self, caller: KeypairInfo, ident: str, spec: ExecuteSpec
+                      ) -> dict[str, Any]:
+        route = await self.route(caller, ident)
+        run_id = spec.run_id or new_run_id()
+        flush = self.config.exec.flush_timeout
+        msg = Execute(kernel_id=str(route.kernel_id), run_id=run_id, mode=spec.mode,
+                      code=spec.code, options=spec.options, flush_timeout=flush)
+        started = time.monotonic()
+        reply = await self._registry.request(route.agent_id, msg, self.config.exec.timeout)
+        try:
+            result = expect(reply, ExecuteResult)
+        except KernelNotFound:
+            self._routes.forget(route.kernel_id)
+            raise
+        self._counter.count(route)
+        log.debug("execute on %s took %.1f ms", route.kernel_id,
+                  (time.monotonic() - started) * 1000)
+        return {"runId": result.run_id or run_id, "status": result.status,
+                "console": result.console, "exitCode": result.exit_code,
+                "options": result.options, "files": result.files}
+
+    async def interrupt(self, caller: KeypairInfo, ident: str) -> None:
+        route = await self.route(caller, ident)
+        reply = await self._registry.request(
+            route.agent_id, InterruptKernel(kernel_id=str(route.kernel_id)),
+            self.config.link.request_timeout)
+        expect(reply, Ack)
+
+    async def complete(self, caller: KeypairInfo, ident: str, code: str,
+                       options: dict[str, Any] | None) -> list[str]:
+        route = await self.route(caller, ident)
+        reply = await self._registry.request(
+            route.agent_id,
+            CompleteCode(kernel_id=str(route.kernel_id), code=code, options=options),
+            self.config.link.request_timeout)
+        return list(expect(reply, CompletionResult).items)

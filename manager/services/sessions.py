@@ -1,0 +1,224 @@
+"""Creating compute sessions: validate → insert PENDING → place → prepare on an agent.
+
+Every path ends with the row in RUNNING or in a final state with a reason; a
+failure after the agent was asked to create destroys the container best-effort.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from common.errors import (
+    ImageNotFound,
+    KernelCreationFailed,
+    KrakenError,
+    NoAgentAvailable,
+    QuotaExceeded,
+    ResourceLimitExceeded,
+    SessionAlreadyExists,
+)
+from common.ids import AgentId, new_kernel_id
+from common.link import expect
+from common.msg_agent import CreateKernel, DestroyKernel, KernelCreated
+from common.status import LIVE_STATUSES, AgentStatus, SessionStatus
+from manager.config import ManagerConfig
+from manager.db.tables import agents, images, kernels, keypairs
+from manager.events import EventBus
+from manager.registry import AgentRegistry
+from manager.scheduler import AgentSnapshot, PlacementRequest, could_ever_fit, schedule
+from manager.services.images import SlotRequest, resolve_image, slots_to_floats
+from manager.services.keypairs import KeypairInfo
+from manager.services.lifecycle import Transition, record_created, transition
+
+log = logging.getLogger(__name__)
+
+LIVE = [s.value for s in LIVE_STATUSES]
+PLACEMENT_LOCK = 0x4B52414B  # pg_advisory_xact_lock key serializing placement
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSpec:
+    """A validated ``POST /kernel/create`` body."""
+
+    lang: str
+    session_name: str
+    tag: str | None
+    environ: dict[str, str] = field(default_factory=dict)
+    cpu: float | None = None
+    mem: int | None = None  # bytes
+    gpu: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    kernel_id: uuid.UUID
+    image: str
+    slots: SlotRequest
+
+
+class SessionCreator:
+    """The create flow; one instance per manager process."""
+
+    def __init__(self, config: ManagerConfig, engine: AsyncEngine,
+                 registry: AgentRegistry, events: EventBus) -> None:
+        self.config = config
+        self._engine = engine
+        self._registry = registry
+        self._events = events
+
+    async def create(self, owner: KeypairInfo, spec: CreateSpec) -> tuple[str, bool]:
+        """Returns (kernelId for the client, created?)."""
+        async with self._engine.begin() as conn:
+            reuse = await self._admit(conn, owner, spec)
+            if reuse is not None:
+                return reuse, False
+            pending = await self._insert(conn, owner, spec)
+        await self._events.publish([pending[1]])
+        try:
+            await self._place(pending[0])
+            await self._prepare(owner, spec, pending[0].kernel_id)
+        except BaseException as e:
+            await asyncio.shield(self._fail(pending[0].kernel_id, e))
+            if isinstance(e, Exception) and not isinstance(e, KrakenError):
+                raise KernelCreationFailed(f"{type(e).__name__}: {e}") from None
+            raise
+        return spec.session_name, True
+
+    async def _admit(self, conn: AsyncConnection, owner: KeypairInfo,
+                     spec: CreateSpec) -> str | None:
+        """Lock the keypair, honour token reuse and the concurrency limit."""
+        await conn.execute(sa.select(keypairs.c.access_key).where(
+            keypairs.c.access_key == owner.access_key).with_for_update())
+        live = (await conn.execute(sa.select(kernels.c.session_name, kernels.c.lang).where(
+            kernels.c.access_key == owner.access_key, kernels.c.status.in_(LIVE)))).all()
+        for row in live:
+            if row.session_name == spec.session_name:
+                if row.lang == spec.lang:
+                    return spec.session_name
+                raise SessionAlreadyExists(
+                    f"session {spec.session_name!r} is live with lang {row.lang!r}, "
+                    f"not {spec.lang!r}")
+        if len(live) >= owner.concurrency_limit:
+            raise QuotaExceeded(
+                f"keypair concurrency limit reached ({owner.concurrency_limit} live sessions)")
+        return None
+
+    async def _insert(self, conn: AsyncConnection, owner: KeypairInfo,
+                      spec: CreateSpec) -> tuple[_Pending, Transition]:
+        image, labels, capacities = await _find_image(conn, spec.lang)
+        sessions = self.config.sessions
+        wanted = SlotRequest(cpu=spec.cpu if spec.cpu is not None else sessions.default_cpu,
+                             mem=spec.mem if spec.mem is not None else sessions.default_mem_bytes,
+                             gpu=spec.gpu).capped(labels)
+        if not could_ever_fit(capacities, wanted.as_floats()):
+            raise ResourceLimitExceeded(
+                f"cpu={wanted.cpu:g}, mem={wanted.mem} bytes, gpu={wanted.gpu:g} exceeds what "
+                "the largest agent holding this image can offer")
+        kernel_id = new_kernel_id()
+        event = await record_created(conn, {
+            "id": kernel_id, "session_name": spec.session_name,
+            "access_key": owner.access_key, "lang": spec.lang, "image": image,
+            "tag": spec.tag, "slots": wanted.to_wire(), "environ": spec.environ,
+        })
+        return _Pending(kernel_id, image, wanted), event
+
+    async def _place(self, pending: _Pending) -> None:
+        """PENDING → SCHEDULED on the best-fit agent, or CANCELLED when none fits."""
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PLACEMENT_LOCK)))
+            snapshot = await _snapshot(conn, pending.image)
+            connected = [a for a in snapshot if self._registry.is_connected(a.agent_id)]
+            chosen = schedule(connected, PlacementRequest(pending.image,
+                                                          pending.slots.as_floats()))
+            if chosen is None:
+                done = await transition(conn, pending.kernel_id, SessionStatus.CANCELLED,
+                                        "no-agent-available")
+            else:
+                done = await transition(conn, pending.kernel_id, SessionStatus.SCHEDULED,
+                                        None, {"agent_id": chosen})
+        await self._events.publish([done])
+        if chosen is None:
+            raise NoAgentAvailable("no agent has enough free resources for this session now")
+
+    async def _prepare(self, owner: KeypairInfo, spec: CreateSpec, kernel_id: uuid.UUID) -> None:
+        """SCHEDULED → PREPARING → agent CreateKernel → RUNNING; on failure → ERROR."""
+        agent_id, slots, image = await self._move(kernel_id, SessionStatus.PREPARING, None)
+        msg = CreateKernel(kernel_id=str(kernel_id), session_name=spec.session_name,
+                           access_key=owner.access_key, image=image, slots=slots,
+                           environ=spec.environ)
+        reply = await self._registry.request(agent_id, msg, self.config.link.create_timeout)
+        created = expect(reply, KernelCreated)
+        await self._move(kernel_id, SessionStatus.RUNNING, None, {
+            "container_id": created.container_id, "slots": dict(created.slots or slots)})
+
+    async def _move(self, kernel_id: uuid.UUID, new: SessionStatus, reason: str | None,
+                    extra: dict[str, Any] | None = None) -> tuple[AgentId, dict[str, str], str]:
+        async with self._engine.begin() as conn:
+            done = await transition(conn, kernel_id, new, reason, extra)
+            row = (await conn.execute(sa.select(
+                kernels.c.agent_id, kernels.c.slots, kernels.c.image, kernels.c.status
+            ).where(kernels.c.id == kernel_id))).one()
+        await self._events.publish([done])
+        if done is None:
+            raise KernelCreationFailed(f"session became {row.status} while being created")
+        return AgentId(row.agent_id), dict(row.slots), row.image
+
+    async def _fail(self, kernel_id: uuid.UUID, error: BaseException) -> None:
+        """Mark a failed creation ERROR (no-op if already final) and clean the agent up."""
+        reason = getattr(error, "detail", None) or str(error) or type(error).__name__
+        try:
+            async with self._engine.begin() as conn:
+                row = (await conn.execute(sa.select(kernels.c.agent_id, kernels.c.status)
+                                          .where(kernels.c.id == kernel_id))).one()
+                done = await transition(conn, kernel_id, SessionStatus.ERROR,
+                                        f"creation-failed: {reason}")
+            await self._events.publish([done])
+        except Exception:
+            log.exception("cannot mark session %s ERROR", kernel_id)
+            return
+        if done is not None and row.status == SessionStatus.PREPARING and row.agent_id:
+            with contextlib.suppress(Exception):
+                await self._registry.request(row.agent_id, DestroyKernel(
+                    kernel_id=str(kernel_id), reason="creation-failed"), 10.0)
+
+
+async def _find_image(conn: AsyncConnection, lang: str
+                      ) -> tuple[str, dict[str, Any], list[dict[str, float]]]:
+    """(image, labels, capacities of ALIVE agents holding it) or ImageNotFound."""
+    rows = (await conn.execute(
+        sa.select(images.c.name, images.c.labels, agents.c.available_slots)
+        .join(agents, agents.c.id == images.c.agent_id)
+        .where(agents.c.status == AgentStatus.ALIVE.value))).all()
+    image = resolve_image(lang, (r.name for r in rows))
+    if image is None:
+        raise ImageNotFound(f"no agent offers an image for lang {lang!r}")
+    matching = [r for r in rows if r.name == image]
+    return image, dict(matching[0].labels or {}), [
+        slots_to_floats(r.available_slots) for r in matching]
+
+
+async def _snapshot(conn: AsyncConnection, image: str) -> list[AgentSnapshot]:
+    """ALIVE agents holding ``image`` with occupancy summed from live sessions."""
+    agent_rows = (await conn.execute(
+        sa.select(agents.c.id, agents.c.available_slots)
+        .join(images, images.c.agent_id == agents.c.id)
+        .where(agents.c.status == AgentStatus.ALIVE.value, images.c.name == image))).all()
+    if not agent_rows:
+        return []
+    ids = [r.id for r in agent_rows]
+    used = (await conn.execute(sa.select(kernels.c.agent_id, kernels.c.slots).where(
+        kernels.c.agent_id.in_(ids), kernels.c.status.in_(LIVE)))).all()
+    occupied: dict[str, dict[str, float]] = {i: {} for i in ids}
+    for row in used:
+        acc = occupied[row.agent_id]
+        for key, value in slots_to_floats(row.slots).items():
+            acc[key] = acc.get(key, 0.0) + value
+    return [AgentSnapshot(AgentId(r.id), slots_to_floats(r.available_slots),
+                          occupied[r.id], frozenset({image})) for r in agent_rows]

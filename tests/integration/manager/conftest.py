@@ -1,0 +1,274 @@
+"""Fixtures for manager integration tests: a fresh PostgreSQL database per test
+session (migrated with Alembic), real Redis, the real aiohttp app, and a fake agent
+speaking the real agent protocol over a CurveZMQ DealerLink."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from common.codec import Message
+from common.link import DealerLink
+from common.msg_agent import (
+    AGENT_PROTOCOL,
+    Ack,
+    CompleteCode,
+    CompletionResult,
+    CreateKernel,
+    DestroyKernel,
+    ErrorReply,
+    Execute,
+    ExecuteResult,
+    GetKernelStats,
+    Heartbeat,
+    InterruptKernel,
+    Join,
+    JoinAccepted,
+    KernelCreated,
+    KernelDestroyed,
+    KernelStats,
+    RestartKernel,
+)
+from manager import linkkeys
+from manager.api.app import build_app
+from manager.api.keys import DB, REGISTRY
+from manager.config import ManagerConfig
+from manager.db.engine import make_engine
+from manager.db.migrate import upgrade_head
+from manager.services.keypairs import create_keypair
+
+PG_URL = os.environ.get("KRAKEN_TEST_PG_URL", "postgresql://kraken:kraken@127.0.0.1:15432/kraken")
+REDIS_URL = os.environ.get("KRAKEN_TEST_REDIS_URL", "redis://127.0.0.1:16379/0")
+IMAGE = "kraken/python:latest"
+STATS = {"cpu_used": 1234, "mem_max_bytes": 1, "mem_cur_bytes": 1, "net_rx_bytes": 0,
+         "net_tx_bytes": 0, "io_read_bytes": 0, "io_write_bytes": 0, "io_max_scratch": 0}
+
+
+async def _create_db(name: str) -> str:
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = PG_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    url = f"{url}/{name}"
+    engine = make_engine(url)
+    try:
+        await upgrade_head(engine)
+        await upgrade_head(engine)  # idempotent
+    finally:
+        await engine.dispose()
+    return url
+
+
+async def _drop_db(name: str) -> None:
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def mgr_db_url() -> Iterator[str]:
+    name = f"kraken_test_{secrets.token_hex(4)}"
+    url = asyncio.run(_create_db(name))
+    yield url
+    asyncio.run(_drop_db(name))
+
+
+class FakeAgent:
+    """An agent that answers like a real one, without containers."""
+
+    def __init__(self, endpoint: str, server_key: bytes, token: str, agent_id: str,
+                 images: list[str] | None = None, cpu: str = "4", mem: str = str(8 * 2**30)
+                 ) -> None:
+        self.agent_id, self.token = agent_id, token
+        self.images = [{"name": n, "id": "sha256:" + n, "labels": {}}
+                       for n in (images or [IMAGE])]
+        self.slots = {"cpu": cpu, "mem": mem}
+        self.kernels: set[str] = set()
+        self.fail_create: str | None = None
+        self.created: list[CreateKernel] = []
+        self.destroyed: list[str] = []
+        self.rejoins = 0
+        self.link = DealerLink(AGENT_PROTOCOL, endpoint, self.handle, server_public_key=server_key)
+        self._beat: asyncio.Task[None] | None = None
+
+    async def start(self, token: str | None = None, heartbeat: float | None = 0.2) -> Message:
+        self.link.start()
+        reply = await self.join(token)
+        if heartbeat and isinstance(reply, JoinAccepted):
+            self._beat = asyncio.ensure_future(self._beat_loop(heartbeat))
+        return reply
+
+    async def join(self, token: str | None = None) -> Message:
+        return await self.link.request(Join(
+            agent_id=self.agent_id, token=token or self.token, region="test", version="0",
+            available_slots=self.slots, images=self.images, kernels=sorted(self.kernels)), 10)
+
+    def stop_heartbeats(self) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+
+    async def _beat_loop(self, period: float) -> None:
+        while True:
+            await self.link.send(Heartbeat(agent_id=self.agent_id, available_slots=self.slots,
+                                           occupied_slots={}, kernels=sorted(self.kernels)))
+            await asyncio.sleep(period)
+
+    async def handle(self, msg: Message) -> Message | None:
+        match msg:
+            case CreateKernel():
+                self.created.append(msg)
+                if self.fail_create:
+                    return ErrorReply(error_type="kernel-creation-failed",
+                                      detail=self.fail_create)
+                self.kernels.add(msg.kernel_id)
+                return KernelCreated(kernel_id=msg.kernel_id, container_id="c-" + msg.kernel_id,
+                                     slots=msg.slots, features=["query"])
+            case Execute():
+                if msg.kernel_id not in self.kernels:
+                    return ErrorReply(error_type="kernel-not-found", detail=msg.kernel_id)
+                return ExecuteResult(run_id=msg.run_id, status="finished",
+                                     console=[["stdout", f"ran {msg.code}\n"]], exit_code=0)
+            case DestroyKernel():
+                self.destroyed.append(msg.kernel_id)
+                self.kernels.discard(msg.kernel_id)
+                return KernelDestroyed(kernel_id=msg.kernel_id, stats=STATS)
+            case GetKernelStats():
+                return KernelStats(stats=STATS)
+            case InterruptKernel() | RestartKernel():
+                return Ack()
+            case CompleteCode():
+                return CompletionResult(items=[msg.code + "int"])
+            case _:
+                if msg.msg_type == "rejoin":
+                    self.rejoins += 1
+                return None
+
+    async def close(self) -> None:
+        self.stop_heartbeats()
+        await self.link.close()
+
+
+class Harness:
+    """The running app plus helpers to sign requests and run fake agents."""
+
+    def __init__(self, client: TestClient[Any, Any], keys: tuple[bytes, bytes], token: str
+                 ) -> None:
+        self.client = client
+        self.app = client.server.app
+        self.server_key = keys[1]
+        self.token = token
+        self.agents: list[FakeAgent] = []
+        self.access_key, self.secret_key = "", ""
+
+    @property
+    def engine(self) -> Any:
+        return self.app[DB]
+
+    async def keypair(self, access_key: str | None = None, **kw: Any) -> tuple[str, str]:
+        info = await create_keypair(self.engine, user_id=kw.pop("user_id", "u"),
+                                    access_key=access_key or "AKIA" + secrets.token_hex(8).upper(),
+                                    secret_key=secrets.token_urlsafe(20), **kw)
+        return info.access_key, info.secret_key
+
+    def fake_agent(self, agent_id: str = "agent-1", **kw: Any) -> FakeAgent:
+        endpoint = self.app[REGISTRY].link.endpoint  # type: ignore[union-attr]
+        fake = FakeAgent(endpoint, self.server_key, self.token, agent_id, **kw)
+        self.agents.append(fake)
+        return fake
+
+    async def agent(self, agent_id: str = "agent-1", **kw: Any) -> FakeAgent:
+        fake = self.fake_agent(agent_id, **kw)
+        reply = await fake.start()
+        assert isinstance(reply, JoinAccepted), reply
+        return fake
+
+    def headers(self, method: str, path: str, keys: tuple[str, str] | None = None,
+                content_type: str = "application/json") -> dict[str, str]:
+        access, secret = keys or (self.access_key, self.secret_key)
+        host = f"{self.client.host}:{self.client.port}"
+        date = datetime.now(UTC)
+        version = "v4.20181215"
+        text = "\n".join([method, path, date.isoformat(), f"host:{host}",
+                          f"content-type:{content_type}", f"x-backendai-version:{version}",
+                          hashlib.sha256(b"").hexdigest()])
+        key = hmac.new(secret.encode(), date.strftime("%Y%m%d").encode(), "sha256").digest()
+        key = hmac.new(key, host.encode(), "sha256").digest()
+        sig = hmac.new(key, text.encode(), "sha256").hexdigest()
+        return {"Date": date.isoformat(), "Content-Type": content_type,
+                "X-BackendAI-Version": version,
+                "Authorization": f"BackendAI signMethod=HMAC-SHA256, credential={access}:{sig}"}
+
+    async def call(self, method: str, path: str, body: Any = None,
+                   keys: tuple[str, str] | None = None) -> tuple[int, Any]:
+        data = orjson.dumps(body) if body is not None else b""
+        resp = await self.client.request(method, path, data=data,
+                                         headers=self.headers(method, path, keys))
+        raw = await resp.read()
+        return resp.status, (orjson.loads(raw) if raw else None)
+
+    async def create(self, token: str = "sess-1", lang: str = "python",
+                     keys: tuple[str, str] | None = None, **config: Any) -> tuple[int, Any]:
+        return await self.call("POST", "/kernel/create", {
+            "lang": lang, "clientSessionToken": token, "config": config}, keys)
+
+    async def sessions(self) -> list[Any]:
+        async with self.engine.connect() as conn:
+            from sqlalchemy import select
+
+            from manager.db.tables import kernels
+            return list((await conn.execute(select(kernels))).all())
+
+
+async def _truncate(url: str) -> None:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute("TRUNCATE kernel_events, kernels, images, agents, keypairs CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def mgr_config(mgr_db_url: str, tmp_path: Path) -> ManagerConfig:
+    linkkeys.generate(tmp_path / "keys")
+    return ManagerConfig.model_validate({
+        "db": {"url": mgr_db_url}, "redis": {"url": REDIS_URL},
+        "link": {"bind": "tcp://127.0.0.1:*", "join_token": "join-" + secrets.token_hex(8),
+                 "secret_key_file": str(tmp_path / "keys" / linkkeys.SECRET_NAME),
+                 "public_key_file": str(tmp_path / "keys" / linkkeys.PUBLIC_NAME),
+                 "heartbeat_interval": 0.3, "heartbeat_timeout": 60.0,
+                 "create_timeout": 5.0, "request_timeout": 5.0},
+        "exec": {"timeout": 5.0},
+    })
+
+
+@pytest.fixture
+async def harness(mgr_config: ManagerConfig) -> AsyncIterator[Harness]:
+    await _truncate(mgr_config.db.url)
+    keys = linkkeys.load(mgr_config.link)
+    assert keys[0] is not None and keys[1] is not None
+    app = build_app(mgr_config)
+    async with TestClient(TestServer(app)) as client:
+        h = Harness(client, (keys[0], keys[1]), mgr_config.link.read_join_token())
+        h.access_key, h.secret_key = await h.keypair()
+        try:
+            yield h
+        finally:
+            for fake in h.agents:
+                with contextlib.suppress(Exception):
+                    await fake.close()
