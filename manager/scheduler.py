@@ -4,11 +4,17 @@ Best fit: among agents that hold the image and have room, pick the one left with
 the least free capacity after placement (normalized per slot), which packs
 sessions tightly and keeps large agents free for large requests. Ties go to the
 lexicographically smallest agent id so the result is deterministic.
+
+``ClusterView`` holds the snapshot as matrices (agents × slots) so one decision
+over thousands of agents is a few vector operations; ``with_placement`` returns
+the view after a placement without touching the original.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from common.ids import AgentId
 
@@ -31,35 +37,71 @@ class PlacementRequest:
     slots: Mapping[str, float]
 
 
-def _leftover(agent: AgentSnapshot, request: PlacementRequest) -> float | None:
-    """Normalized free capacity after placing ``request``; None when it does not fit."""
-    score = 0.0
-    cap_map, occ_map = agent.capacity, agent.occupied
-    for key, want in request.slots.items():
-        if want <= 0:
-            continue
-        cap = cap_map.get(key, 0.0)
-        free = cap - occ_map.get(key, 0.0) - want
-        if free < -_EPS:
+@dataclass(frozen=True)
+class ClusterView:
+    """A snapshot of agents as arrays, ordered by agent id (the tie-break order)."""
+
+    agent_ids: tuple[AgentId, ...]
+    slot_names: tuple[str, ...]
+    capacity: np.ndarray  # float64 (agents, slots)
+    occupied: np.ndarray  # float64 (agents, slots)
+    images: tuple[frozenset[str], ...]
+    _masks: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def build(cls, agents: Iterable[AgentSnapshot]) -> ClusterView:
+        ordered = sorted(agents, key=lambda a: a.agent_id)
+        names = sorted({k for a in ordered for k in (*a.capacity, *a.occupied)})
+        cap = np.array([[a.capacity.get(k, 0.0) for k in names] for a in ordered],
+                       dtype=np.float64).reshape(len(ordered), len(names))
+        occ = np.array([[a.occupied.get(k, 0.0) for k in names] for a in ordered],
+                       dtype=np.float64).reshape(len(ordered), len(names))
+        return cls(tuple(a.agent_id for a in ordered), tuple(names), cap, occ,
+                   tuple(a.images for a in ordered))
+
+    def image_mask(self, image: str) -> np.ndarray:
+        mask = self._masks.get(image)
+        if mask is None:
+            mask = np.fromiter((image in imgs for imgs in self.images), dtype=bool,
+                               count=len(self.images))
+            self._masks[image] = mask
+        return mask
+
+    def request_vector(self, slots: Mapping[str, float]) -> np.ndarray | None:
+        """The request over this view's slot names; None if it wants a slot nobody has."""
+        if any(v > 0 and k not in self.slot_names for k, v in slots.items()):
             return None
-        score += free / cap
-    return score
+        return np.array([max(0.0, slots.get(k, 0.0)) for k in self.slot_names])
+
+    def with_placement(self, agent_id: AgentId, slots: Mapping[str, float]) -> ClusterView:
+        idx = self.agent_ids.index(agent_id)
+        occ = self.occupied.copy()
+        occ[idx] += [slots.get(k, 0.0) for k in self.slot_names]
+        return ClusterView(self.agent_ids, self.slot_names, self.capacity, occ, self.images,
+                           self._masks)
 
 
-def schedule(snapshot: Iterable[AgentSnapshot], request: PlacementRequest) -> AgentId | None:
+def schedule(snapshot: ClusterView | Iterable[AgentSnapshot],
+             request: PlacementRequest) -> AgentId | None:
     """The best-fit agent for ``request``, or None when nothing fits."""
-    best: AgentId | None = None
-    best_score = 0.0
-    for agent in snapshot:
-        if request.image not in agent.images:
-            continue
-        score = _leftover(agent, request)
-        if score is None:
-            continue
-        if best is None or score < best_score - _EPS or (
-                abs(score - best_score) <= _EPS and agent.agent_id < best):
-            best, best_score = agent.agent_id, score
-    return best
+    view = snapshot if isinstance(snapshot, ClusterView) else ClusterView.build(snapshot)
+    if not view.agent_ids:
+        return None
+    want = view.request_vector(request.slots)
+    if want is None:
+        return None
+    free_after = view.capacity - view.occupied - want
+    fits = view.image_mask(request.image) & np.all(free_after >= -_EPS, axis=1)
+    if not fits.any():
+        return None
+    asked = want > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(view.capacity[:, asked] > 0,
+                         free_after[:, asked] / view.capacity[:, asked], 0.0)
+    score = np.where(fits, ratio.sum(axis=1), np.inf)
+    best = float(score.min())
+    # ties within _EPS go to the smallest id: the view is sorted, so the first one
+    return view.agent_ids[int(np.flatnonzero(score <= best + _EPS)[0])]
 
 
 def could_ever_fit(capacities: Iterable[Mapping[str, float]],

@@ -70,3 +70,18 @@ def test_could_ever_fit() -> None:
     assert could_ever_fit(caps, {"cpu": 4, "mem": 8 * GIB})
     assert not could_ever_fit(caps, {"cpu": 16, "mem": 8 * GIB})
     assert not could_ever_fit([], {"cpu": 1})
+
+
+def test_cluster_view_placement_is_copy_on_write() -> None:
+    from manager.scheduler import ClusterView
+
+    agents = [AgentSnapshot(agent_id=AgentId(f"a{i}"), capacity={"cpu": 4.0},
+                            occupied={"cpu": 0.0}, images=frozenset({"img"})) for i in range(2)]
+    view = ClusterView.build(agents)
+    req = PlacementRequest(image="img", slots={"cpu": 3.0})
+    first = schedule(view, req)
+    after = view.with_placement(first, req.slots)  # type: ignore[arg-type]
+    assert schedule(view, req) == first  # the original view is untouched
+    second = schedule(after, req)
+    assert second is not None and second != first
+    assert schedule(after.with_placement(second, req.slots), req) is None
