@@ -1,0 +1,4 @@
+"""``python -m agent -c agent.toml``."""
+from agent.cli import main
+
+main()

@@ -1,0 +1,135 @@
+"""One connection to one manager replica: join, heartbeats, and incoming requests.
+
+``ManagerSession`` dials out over a ``DealerLink`` (CurveZMQ), sends ``Join`` with the
+join token, then a ``Heartbeat`` every ``heartbeat_interval``. A ``Rejoin`` (the
+manager restarted), an ``unauthorized`` error or a Join that times out starts the
+join again, with exponential backoff.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Protocol
+
+import zmq
+
+from common.codec import Message
+from common.errors import KrakenError
+from common.link import DealerLink
+from common.msg_agent import (
+    AGENT_PROTOCOL,
+    ErrorReply,
+    Heartbeat,
+    Join,
+    JoinAccepted,
+    Rejoin,
+)
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START = 0.5
+BACKOFF_MAX = 30.0
+
+
+class AgentSide(Protocol):
+    """What a manager session needs from the agent."""
+
+    def join_message(self) -> Join: ...
+    async def heartbeat_message(self) -> tuple[Heartbeat, list[dict[str, Any]]]: ...
+    async def on_join_accepted(self, accepted: JoinAccepted, reported: list[str]) -> None: ...
+    async def dispatch(self, msg: Message) -> Message | None: ...
+
+
+class ManagerSession:
+    """The agent's link to one manager endpoint."""
+
+    def __init__(self, agent: AgentSide, endpoint: str, server_key: bytes | None,
+                 request_timeout: float) -> None:
+        self.endpoint = endpoint
+        self._agent = agent
+        self._timeout = request_timeout
+        self.link = DealerLink(AGENT_PROTOCOL, endpoint, self._on_message,
+                               server_public_key=server_key)
+        self._rejoin = asyncio.Event()
+        self.joined = asyncio.Event()
+        self._sent_images: list[dict[str, Any]] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.link.start()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.link.close()
+
+    async def send_event(self, msg: Message) -> None:
+        """One-way message; a replica that is down misses it (it reconciles on join)."""
+        try:
+            await self.link.send(msg)
+        except zmq.ZMQError as e:  # a closing socket
+            log.warning("could not send %s to %s: %s", msg.msg_type, self.endpoint, e)
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_START
+        while True:
+            accepted, reported = await self._join()
+            if accepted is None:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            backoff = BACKOFF_START
+            self.joined.set()
+            try:
+                await self._agent.on_join_accepted(accepted, reported)
+            except Exception:
+                log.exception("reconciling after join with %s failed", self.endpoint)
+            await self._heartbeat_until_rejoin(accepted.heartbeat_interval)
+            self.joined.clear()
+
+    async def _join(self) -> tuple[JoinAccepted | None, list[str]]:
+        join = self._agent.join_message()
+        self._rejoin.clear()
+        try:
+            reply = await self.link.request(join, self._timeout)
+        except KrakenError as e:
+            log.warning("join to %s failed: %s", self.endpoint, e)
+            return None, join.kernels
+        if isinstance(reply, JoinAccepted):
+            self._sent_images = join.images
+            log.info("joined manager at %s", self.endpoint)
+            return reply, join.kernels
+        detail = reply.detail if isinstance(reply, ErrorReply) else reply.msg_type
+        log.warning("manager at %s refused the join: %s", self.endpoint, detail)
+        return None, join.kernels
+
+    async def _heartbeat_until_rejoin(self, interval: float) -> None:
+        while not self._rejoin.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._rejoin.wait(), max(interval, 0.05))
+                return
+            beat, images = await self._agent.heartbeat_message()
+            if images != self._sent_images:
+                beat = Heartbeat(agent_id=beat.agent_id, available_slots=beat.available_slots,
+                                 occupied_slots=beat.occupied_slots, kernels=beat.kernels,
+                                 images=images)
+            await self.send_event(beat)
+            self._sent_images = images
+
+    async def _on_message(self, msg: Message) -> Message | None:
+        if isinstance(msg, Rejoin):
+            log.info("manager at %s asks to join again", self.endpoint)
+            self._rejoin.set()
+            return None
+        if isinstance(msg, ErrorReply):
+            if msg.error_type == "unauthorized":
+                self._rejoin.set()
+            return None
+        if isinstance(msg, JoinAccepted):
+            return None  # a late reply to a join that already timed out
+        return await self._agent.dispatch(msg)
+

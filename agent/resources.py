@@ -1,0 +1,165 @@
+"""Host resources: CPU and memory capacity, GPU discovery, and per-kernel slot accounting.
+
+GPUs are found through a ``GpuProvider``: ``NvmlGpuProvider`` asks NVIDIA's NVML
+(``pynvml`` from nvidia-ml-py, imported lazily; no driver means no GPUs) and
+``FakeGpuProvider`` serves the device list from the config, for tests and development.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+from common.errors import InvalidAPIParameters, NoAgentAvailable
+from common.slots import CPU, GPU, MEM, ResourceSlot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GpuDevice:
+    uuid: str
+    name: str
+    memory: int  # bytes
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"uuid": self.uuid, "name": self.name, "memory": self.memory}
+
+
+class GpuProvider(Protocol):
+    def devices(self) -> list[GpuDevice]: ...
+
+
+class FakeGpuProvider:
+    """GPUs declared in the config (``resources.fake_gpus``); NVML is not touched."""
+
+    def __init__(self, devices: Sequence[GpuDevice]) -> None:
+        self._devices = list(devices)
+
+    def devices(self) -> list[GpuDevice]:
+        return list(self._devices)
+
+
+class NvmlGpuProvider:
+    """NVIDIA GPUs through NVML; a host without the driver library has none."""
+
+    def devices(self) -> list[GpuDevice]:
+        try:
+            import pynvml
+        except ImportError:
+            return []
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as e:
+            log.info("NVML unavailable (%s): no GPUs", e)
+            return []
+        try:
+            return [self._device(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount())]
+        finally:
+            pynvml.nvmlShutdown()
+
+    @staticmethod
+    def _device(pynvml: Any, index: int) -> GpuDevice:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        uuid = pynvml.nvmlDeviceGetUUID(handle)
+        name = pynvml.nvmlDeviceGetName(handle)
+        mem = pynvml.nvmlDeviceGetMemoryInfo(handle).total
+        return GpuDevice(uuid=_text(uuid), name=_text(name), memory=int(mem))
+
+
+def _text(v: str | bytes) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def host_memory(meminfo: Path = Path("/proc/meminfo")) -> int:
+    """MemTotal in bytes."""
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no MemTotal in {meminfo}")
+
+
+def host_cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What one kernel holds: its slots and the GPU uuids it was given."""
+
+    slots: ResourceSlot
+    gpu_ids: tuple[str, ...] = ()
+
+
+class ResourcePool:
+    """Capacity of this host and what its kernels occupy; all bookkeeping, no I/O."""
+
+    def __init__(self, cpus: int, mem: int, gpus: Sequence[GpuDevice]) -> None:
+        self.gpus = list(gpus)
+        capacity: dict[str, Decimal] = {CPU: Decimal(cpus), MEM: Decimal(mem)}
+        if self.gpus:
+            capacity[GPU] = Decimal(len(self.gpus))
+        self.capacity = ResourceSlot(capacity)
+        self._held: dict[str, Allocation] = {}
+
+    @property
+    def occupied(self) -> ResourceSlot:
+        total = ResourceSlot({k: 0 for k in self.capacity})
+        for alloc in self._held.values():
+            total = total + alloc.slots
+        return total
+
+    @property
+    def available(self) -> ResourceSlot:
+        return self.capacity - self.occupied
+
+    def allocation(self, kernel_id: str) -> Allocation | None:
+        return self._held.get(kernel_id)
+
+    def allocate(self, kernel_id: str, slots: Mapping[str, Decimal],
+                 gpu_ids: Sequence[str] | None = None) -> Allocation:
+        """Reserve ``slots`` for a kernel; ``gpu_ids`` re-adopts known devices."""
+        want = ResourceSlot(slots)
+        if not want.is_nonnegative():
+            raise InvalidAPIParameters(f"negative resource request {want.to_wire()}")
+        if kernel_id in self._held:
+            raise InvalidAPIParameters(f"kernel {kernel_id} already holds resources")
+        if not want.fits_in(self.available):
+            raise NoAgentAvailable(
+                f"{want.to_wire()} does not fit in {self.available.to_wire()}")
+        ids = tuple(gpu_ids) if gpu_ids is not None else self._pick_gpus(want.get_amount(GPU))
+        alloc = Allocation(slots=want, gpu_ids=ids)
+        self._held[kernel_id] = alloc
+        return alloc
+
+    def release(self, kernel_id: str) -> None:
+        self._held.pop(kernel_id, None)
+
+    def _pick_gpus(self, amount: Decimal) -> tuple[str, ...]:
+        if amount <= 0:
+            return ()
+        if amount != amount.to_integral_value():
+            raise InvalidAPIParameters("cuda.device must be a whole number of GPUs here")
+        busy = {g for a in self._held.values() for g in a.gpu_ids}
+        free = [g.uuid for g in self.gpus if g.uuid not in busy]
+        if len(free) < int(amount):
+            raise NoAgentAvailable(f"{int(amount)} GPU(s) requested, {len(free)} free")
+        return tuple(free[: int(amount)])
+
+
+def device_requests(gpu_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The HostConfig ``DeviceRequests`` giving a container these NVIDIA GPUs."""
+    if not gpu_ids:
+        return []
+    return [{"Driver": "nvidia", "DeviceIDs": list(gpu_ids), "Capabilities": [["gpu"]]}]
+
+
+def build_pool(reserved_cpu: int, reserved_mem: int, provider: GpuProvider) -> ResourcePool:
+    """This host's capacity minus what the operator reserved for itself."""
+    cpus = max(host_cpus() - reserved_cpu, 0)
+    mem = max(host_memory() - reserved_mem, 0)
+    return ResourcePool(cpus, mem, provider.devices())

@@ -1,0 +1,202 @@
+"""The agent daemon: resources, kernels, manager links, Docker events, and dispatch.
+
+``Agent.start()`` prepares the kernels' network, recovers this agent's containers
+(DESIGN decision 5), starts watching Docker ``die`` events and dials every
+configured manager replica. Manager requests are served through the dispatch table
+``handlers[msg_type]``; a failure becomes ``ErrorReply(error_type=<slug>)``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import zmq.asyncio
+
+import agent
+from agent.backend import ContainerBackend
+from agent.config import AgentConfig
+from agent.kernels import KernelRegistry
+from agent.manager_link import ManagerSession
+from agent.resources import (
+    FakeGpuProvider,
+    GpuDevice,
+    GpuProvider,
+    NvmlGpuProvider,
+    ResourcePool,
+    build_pool,
+)
+from common.codec import Message
+from common.errors import InvalidAPIParameters, KrakenError, ProtocolError
+from common.msg_agent import (
+    Ack,
+    CompleteCode,
+    CompletionResult,
+    CreateKernel,
+    DestroyKernel,
+    ErrorReply,
+    Execute,
+    GetKernelStats,
+    Heartbeat,
+    InterruptKernel,
+    Join,
+    JoinAccepted,
+    KernelDestroyed,
+    KernelStats,
+    KernelTerminated,
+    RestartKernel,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any], Awaitable[Message]]
+
+
+def gpu_provider_for(cfg: AgentConfig) -> GpuProvider:
+    fakes = cfg.resources.fake_gpus
+    if fakes is not None:
+        return FakeGpuProvider([GpuDevice(g.uuid, g.name, g.memory) for g in fakes])
+    return NvmlGpuProvider()
+
+
+class Agent:
+    """One agent process's state and behaviour."""
+
+    def __init__(self, cfg: AgentConfig, backend: ContainerBackend,
+                 pool: ResourcePool | None = None) -> None:
+        self.cfg = cfg
+        self.backend = backend
+        self.pool = pool or build_pool(cfg.resources.reserved_cpu, cfg.resources.reserved_mem,
+                                       gpu_provider_for(cfg))
+        self._zctx = zmq.asyncio.Context()
+        self.kernels = KernelRegistry(cfg, backend, self.pool, self._zctx, self.broadcast)
+        self.sessions: list[ManagerSession] = []
+        self._images: list[dict[str, Any]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._events_task: asyncio.Task[None] | None = None
+        self.handlers: dict[str, Handler] = {
+            CreateKernel.msg_type: self.kernels.create,
+            DestroyKernel.msg_type: self._destroy,
+            RestartKernel.msg_type: self._restart,
+            Execute.msg_type: self._execute,
+            InterruptKernel.msg_type: self._interrupt,
+            CompleteCode.msg_type: self._complete,
+            GetKernelStats.msg_type: self._stats,
+        }
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.backend.ensure_network(self.cfg.docker.network)
+        await self.kernels.recover()
+        self._images = await self._list_images()
+        self._events_task = asyncio.ensure_future(self._watch_events())
+        key = self.cfg.manager.server_public_key()
+        for endpoint in self.cfg.manager.endpoints:
+            session = ManagerSession(self, endpoint, key, self.cfg.manager.request_timeout)
+            session.start()
+            self.sessions.append(session)
+
+    async def stop(self) -> None:
+        """Leave the containers running: a restarted agent re-adopts them."""
+        for session in self.sessions:
+            await session.close()
+        if self._events_task is not None:
+            self._events_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._events_task
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.kernels.close()
+        await self.backend.close()
+        self._zctx.term()
+
+    async def _watch_events(self) -> None:
+        async for event in self.backend.die_events(self.cfg.agent_id):
+            self._spawn(self.kernels.on_died(event))
+        log.warning("the Docker event stream ended")
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._reaped)
+
+    def _reaped(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("agent task failed", exc_info=task.exception())
+
+    # ---- toward the managers ------------------------------------------------------------
+
+    async def _list_images(self) -> list[dict[str, Any]]:
+        try:
+            return [i.to_wire() for i in await self.backend.list_images()]
+        except KrakenError as e:
+            log.warning("cannot list images: %s", e)
+            return self._images
+
+    def join_message(self) -> Join:
+        return Join(agent_id=self.cfg.agent_id, token=self.cfg.manager.token(),
+                    region=self.cfg.region, version=agent.__version__,
+                    available_slots=self.pool.capacity.to_wire(), images=self._images,
+                    kernels=self.kernels.kernel_ids,
+                    gpus=[g.to_wire() for g in self.pool.gpus])
+
+    async def heartbeat_message(self) -> tuple[Heartbeat, list[dict[str, Any]]]:
+        self._images = await self._list_images()
+        beat = Heartbeat(agent_id=self.cfg.agent_id,
+                         available_slots=self.pool.capacity.to_wire(),
+                         occupied_slots=self.pool.occupied.to_wire(),
+                         kernels=self.kernels.kernel_ids)
+        return beat, self._images
+
+    async def on_join_accepted(self, accepted: JoinAccepted, reported: list[str]) -> None:
+        """Destroy the kernels we reported that the manager no longer owns."""
+        keep = set(accepted.keep_kernels) | (set(self.kernels.kernel_ids) - set(reported))
+        await self.kernels.keep_only(sorted(keep))
+
+    async def broadcast(self, event: KernelTerminated) -> None:
+        for session in self.sessions:
+            await session.send_event(event)
+
+    # ---- requests from a manager --------------------------------------------------------
+
+    async def dispatch(self, msg: Message) -> Message:
+        handler = self.handlers.get(msg.msg_type)
+        try:
+            if handler is None:
+                raise ProtocolError(f"the agent does not serve {msg.msg_type}")
+            return await handler(msg)
+        except KrakenError as e:
+            return ErrorReply(error_type=e.slug, detail=str(e))
+        except Exception as e:
+            log.exception("handler for %s failed", msg.msg_type)
+            return ErrorReply(error_type="internal-error", detail=f"{type(e).__name__}: {e}")
+
+    async def _destroy(self, msg: DestroyKernel) -> Message:
+        log.info("destroying kernel %s (%s)", msg.kernel_id, msg.reason)
+        stats = await self.kernels.destroy(msg.kernel_id)
+        return KernelDestroyed(kernel_id=msg.kernel_id, stats=stats)
+
+    async def _restart(self, msg: RestartKernel) -> Message:
+        await self.kernels.restart(msg.kernel_id)
+        return Ack()
+
+    async def _execute(self, msg: Execute) -> Message:
+        return await self.kernels.get(msg.kernel_id).runs.execute(msg)
+
+    async def _interrupt(self, msg: InterruptKernel) -> Message:
+        await self.kernels.get(msg.kernel_id).runner.interrupt()
+        return Ack()
+
+    async def _complete(self, msg: CompleteCode) -> Message:
+        if not isinstance(msg.code, str):
+            raise InvalidAPIParameters("code must be a string")
+        runner = self.kernels.get(msg.kernel_id).runner
+        return CompletionResult(items=await runner.complete(msg.code, msg.options))
+
+    async def _stats(self, msg: GetKernelStats) -> Message:
+        return KernelStats(stats=await self.kernels.stats(msg.kernel_id))

@@ -1,0 +1,180 @@
+"""The Docker create config of a kernel container, built from one CreateKernel.
+
+One pure function, ``build_container_config``, decides everything a container is:
+resource limits (capped by the image labels), labels (the agent's source of truth
+for recovery), environment (reserved names cannot be overridden), mounts (the
+kernel's scratch dir at /home/work plus the requested vfolders), network, GPUs and
+the jail's security options.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from agent.backend import (
+    LABEL_AGENT,
+    LABEL_GPUS,
+    LABEL_KERNEL_ID,
+    LABEL_MANAGED,
+    LABEL_OWNER,
+    LABEL_SESSION,
+    LABEL_SLOTS,
+)
+from agent.resources import device_requests
+from common.errors import InvalidAPIParameters
+from common.msg_agent import CreateKernel
+from common.slots import CPU, GPU, MEM, ResourceSlot, parse_bytes
+from jail.policy import KERNEL_USER, JailPolicy, jail_host_config
+
+HOME = "/home/work"
+LABEL_MAXCORES = "ai.backend.maxcores"
+LABEL_MAXMEM = "ai.backend.maxmem"
+LABEL_TIMEOUT = "ai.backend.timeout"
+LABEL_FEATURES = "ai.backend.features"
+LABEL_CORECOUNT_ENVS = "ai.backend.envs.corecount"
+DEFAULT_MEM = 1 << 30
+KNOWN_SLOTS = frozenset({CPU, MEM, GPU})
+BASE_ENV = {"LANG": "C.UTF-8", "TERM": "xterm", "HOME": HOME, "USER": KERNEL_USER,
+            "SHELL": "/bin/bash"}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class SpecContext:
+    """What the agent adds to every container, independent of the request."""
+
+    agent_id: str
+    network: str
+    scratch_dir: Path
+    jail: JailPolicy = field(default_factory=JailPolicy)
+
+
+def _decimal(name: str, value: object) -> Decimal:
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidAPIParameters(f"slot {name!r}: {value!r} is not a number") from None
+    if not d.is_finite() or d < 0:
+        raise InvalidAPIParameters(f"slot {name!r} must be a non-negative number")
+    return d
+
+
+def _memory(value: object) -> Decimal:
+    """Bytes, given as a number or a size such as ``512m``."""
+    if isinstance(value, str) and value.strip()[-1:].isalpha():
+        try:
+            return Decimal(parse_bytes(value))
+        except (ValueError, InvalidOperation):
+            raise InvalidAPIParameters(f"slot 'mem': {value!r} is not a size") from None
+    return _decimal(MEM, value)
+
+
+def granted_slots(requested: Mapping[str, str], labels: Mapping[str, str]) -> ResourceSlot:
+    """The slots a kernel gets: the request, defaulted, then capped by the image labels."""
+    unknown = set(requested) - KNOWN_SLOTS
+    if unknown:
+        raise InvalidAPIParameters(f"unknown resource slots: {sorted(unknown)}")
+    cpu = _decimal(CPU, requested.get(CPU, "1"))
+    mem = _memory(requested.get(MEM, DEFAULT_MEM))
+    gpu = _decimal(GPU, requested.get(GPU, "0"))
+    if cpu <= 0 or mem <= 0:
+        raise InvalidAPIParameters("cpu and mem must be positive")
+    if LABEL_MAXCORES in labels:
+        cpu = min(cpu, _decimal(LABEL_MAXCORES, labels[LABEL_MAXCORES]))
+    if LABEL_MAXMEM in labels:
+        mem = min(mem, Decimal(parse_bytes(labels[LABEL_MAXMEM])))
+    slots = {CPU: cpu, MEM: mem.to_integral_value()}
+    if gpu > 0:
+        slots[GPU] = gpu
+    return ResourceSlot(slots)
+
+
+def image_features(labels: Mapping[str, str]) -> list[str]:
+    return [f for f in labels.get(LABEL_FEATURES, "").split() if f]
+
+
+def image_timeout(labels: Mapping[str, str]) -> float:
+    """``ai.backend.timeout`` seconds; 0 means no limit."""
+    try:
+        return max(float(labels.get(LABEL_TIMEOUT, "0")), 0.0)
+    except ValueError:
+        return 0.0
+
+
+def kernel_environ(environ: Mapping[str, str], labels: Mapping[str, str],
+                   cores: int) -> list[str]:
+    """Docker ``Env``: the user's variables plus the reserved ones they may not override."""
+    reserved = dict(BASE_ENV)
+    for name in labels.get(LABEL_CORECOUNT_ENVS, "").replace(",", " ").split():
+        reserved[name] = str(cores)
+    clash = sorted(set(environ) & set(reserved))
+    if clash:
+        raise InvalidAPIParameters(f"reserved environment variables cannot be set: {clash}")
+    for name, value in environ.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise InvalidAPIParameters(f"invalid environment variable name {name!r}")
+        if not isinstance(value, str):
+            raise InvalidAPIParameters(f"environment variable {name} must be a string")
+    merged = {**environ, **reserved}
+    return [f"{k}={v}" for k, v in sorted(merged.items())]
+
+
+def _mounts(scratch_dir: Path, extra: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    mounts = [{"Type": "bind", "Source": str(scratch_dir), "Target": HOME}]
+    for m in extra:
+        host, target, mode = m.get("host_path"), m.get("target"), m.get("mode", "rw")
+        if not isinstance(host, str) or not host.startswith("/"):
+            raise InvalidAPIParameters(f"mount host_path must be absolute: {host!r}")
+        if not isinstance(target, str) or not target.startswith(HOME + "/") or ".." in target:
+            raise InvalidAPIParameters(f"mount target must be under {HOME}: {target!r}")
+        if mode not in ("ro", "rw"):
+            raise InvalidAPIParameters(f"mount mode must be ro or rw: {mode!r}")
+        mounts.append({"Type": "bind", "Source": host, "Target": target,
+                       "ReadOnly": mode == "ro"})
+    return mounts
+
+
+def _labels(req: CreateKernel, ctx: SpecContext, granted: ResourceSlot,
+            gpu_ids: Sequence[str]) -> dict[str, str]:
+    return {
+        LABEL_KERNEL_ID: req.kernel_id,
+        LABEL_SESSION: req.session_name,
+        LABEL_OWNER: req.access_key,
+        LABEL_AGENT: ctx.agent_id,
+        LABEL_MANAGED: "1",
+        LABEL_SLOTS: json.dumps(granted.to_wire(), sort_keys=True),
+        LABEL_GPUS: json.dumps(list(gpu_ids)),
+    }
+
+
+def build_container_config(req: CreateKernel, labels: Mapping[str, str],
+                           granted: ResourceSlot, gpu_ids: Sequence[str],
+                           ctx: SpecContext) -> dict[str, Any]:
+    """The body of ``POST /containers/create`` for this kernel."""
+    cores = max(math.ceil(granted.get_amount(CPU)), 1)
+    mem = int(granted.get_amount(MEM))
+    host_config: dict[str, Any] = {
+        **jail_host_config(ctx.jail),
+        "NanoCpus": int(granted.get_amount(CPU) * 1_000_000_000),
+        "Memory": mem,
+        "MemorySwap": mem,
+        "Mounts": _mounts(ctx.scratch_dir, req.mounts),
+        "NetworkMode": ctx.network,
+    }
+    if gpu_ids:
+        host_config["DeviceRequests"] = device_requests(gpu_ids)
+    return {
+        "Image": req.image,
+        "Hostname": "kernel-" + req.kernel_id[:8],
+        "User": KERNEL_USER,
+        "WorkingDir": HOME,
+        "Env": kernel_environ(req.environ, labels, cores),
+        "Labels": _labels(req, ctx, granted, gpu_ids),
+        "HostConfig": host_config,
+    }

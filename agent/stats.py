@@ -1,0 +1,48 @@
+"""The Container Stats Object (seed 004 §2.9.8) from Docker's stats JSON.
+
+Handles both cgroup v1 and v2 shapes of ``memory_stats`` and ``blkio_stats``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+STAT_KEYS = ("cpu_used", "mem_max_bytes", "mem_cur_bytes", "net_rx_bytes", "net_tx_bytes",
+             "io_read_bytes", "io_write_bytes", "io_max_scratch_size", "io_cur_scratch_size")
+
+
+def empty_stats() -> dict[str, int]:
+    return {k: 0 for k in STAT_KEYS}
+
+
+def stats_from_docker(raw: dict[str, Any]) -> dict[str, int]:
+    """Convert one ``GET /containers/{id}/stats`` sample."""
+    out = empty_stats()
+    cpu = ((raw.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0
+    out["cpu_used"] = int(cpu) // 1_000_000
+    mem = raw.get("memory_stats") or {}
+    out["mem_cur_bytes"] = int(mem.get("usage") or 0)
+    out["mem_max_bytes"] = int(mem.get("max_usage") or out["mem_cur_bytes"])
+    for net in (raw.get("networks") or {}).values():
+        out["net_rx_bytes"] += int(net.get("rx_bytes") or 0)
+        out["net_tx_bytes"] += int(net.get("tx_bytes") or 0)
+    for entry in (raw.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []:
+        op = str(entry.get("op", "")).lower()
+        if op == "read":
+            out["io_read_bytes"] += int(entry.get("value") or 0)
+        elif op == "write":
+            out["io_write_bytes"] += int(entry.get("value") or 0)
+    return out
+
+
+def dir_size(path: Path) -> int:
+    """Bytes used by the files under ``path`` (symlinks not followed); 0 if absent."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total

@@ -1,0 +1,1 @@
+"""The sandbox policy of kernel containers: seccomp, capabilities, rlimits, user."""
