@@ -4,3 +4,18 @@ Tiers: tests/unit (no services), tests/integration (real PostgreSQL, Redis, Dock
 ZeroMQ), tests/e2e (a whole cluster driven by real clients). `scripts/dev test`
 starts the services and exports KRAKEN_TEST_PG_URL / KRAKEN_TEST_REDIS_URL.
 """
+
+import os
+
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Under `scripts/dev test` (KRAKEN_NO_SKIP=1) a skipped test is a failure: a
+    missing service or image must not let the suite pass while testing nothing."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("KRAKEN_NO_SKIP") == "1":
+        report.outcome = "failed"
+        report.longrepr = f"skipped under KRAKEN_NO_SKIP=1: {report.longrepr}"
