@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.codec import Message
-from common.errors import AgentError
+from common.errors import ServiceUnavailable
 from common.ids import AgentId
 from common.link import PeerId, RouterLink
 from common.msg_agent import (
@@ -97,11 +97,13 @@ class AgentRegistry:
         """Send a request to an agent through this replica's connection to it."""
         peer = self._peers.get(AgentId(agent_id))
         if peer is None or self.link is None:
-            raise AgentError(f"agent {agent_id} is not connected to this manager")
+            raise ServiceUnavailable(f"agent {agent_id} is not connected to this manager")
         try:
             return await self.link.request(peer, msg, timeout)
-        except ConnectionError as e:
-            raise AgentError(f"agent {agent_id}: {e}") from None
+        except ConnectionError:
+            raise ServiceUnavailable(
+                f"agent {agent_id} is unreachable right now (restarting?); retry shortly"
+            ) from None
 
     # ---- incoming --------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ container it made when it stops.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import secrets
 import shutil
@@ -120,13 +121,20 @@ level = "INFO"
         self.start_agent()
 
     def start_agent(self) -> None:
+        log = self.workdir / "agent.log"
+        offset = log.stat().st_size if log.exists() else 0
         self.start_process("agent", "-c", str(self.workdir / "agent.toml"))
-        self._wait(self._agent_alive, 60, "agent join")
+
+        def joined() -> bool:  # a fresh join, not the status a previous agent left
+            with open(log, "rb") as f:
+                f.seek(offset)
+                return b"joined manager" in f.read() and self._agent_alive()
+        self._wait(joined, 60, "agent join")
 
     def start_process(self, name: str, *args: str) -> None:
-        log = open(self.workdir / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen([sys.executable, "-m", name, *args], cwd=ROOT,
-                                            stdout=log, stderr=subprocess.STDOUT)
+        with open(self.workdir / f"{name}.log", "ab") as log:  # the child keeps its own fd
+            self.procs[name] = subprocess.Popen([sys.executable, "-m", name, *args], cwd=ROOT,
+                                                stdout=log, stderr=subprocess.STDOUT)
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(name, None)
@@ -156,7 +164,9 @@ level = "INFO"
                 return await conn.fetchval(query, *args)
             finally:
                 await conn.close()
-        return asyncio.run(run())
+        # callers may sit inside a running event loop (async fixtures): use a thread
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, run()).result()
 
     def _wait(self, probe, limit: float, what: str) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + limit
