@@ -4,6 +4,8 @@
 
 Measures client → manager → agent → runner → back, one call at a time, after a
 warm-up, and prints p50/p90/p99. Target (DESIGN.md): p50 ≤ 3 ms, p99 ≤ 10 ms.
+As a baseline it also times the bare HTTP round trip of `GET /` through the same
+client and server, so the share of the agent link and the runner is visible.
 """
 from __future__ import annotations
 
@@ -36,6 +38,13 @@ async def main(n: int, warmup: int) -> None:
                 assert body["result"]["console"] == [["stdout", "1\n"]], body
                 if i >= warmup:
                     samples.append(dt)
+            base: list[float] = []
+            for i in range(warmup + n):
+                t0 = time.perf_counter()
+                status, _ = await api.call("GET", "/")
+                if i >= warmup:
+                    base.append((time.perf_counter() - t0) * 1000)
+            print(summary("baseline: HTTP round trip GET / (no auth, no agent)", base))
             print(summary("execute print(1) via signed REST", samples))
         finally:
             await api.call("DELETE", f"/kernel/{kid}")
