@@ -10,7 +10,7 @@ import hmac
 import json
 import os
 import statistics
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -27,7 +27,7 @@ class SignedClient:
         self.session = session
 
     def _headers(self, method: str, path: str) -> dict[str, str]:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         date = now.isoformat()
         host = self.endpoint.raw_authority
         body_hash = hashlib.sha256(b"").hexdigest()
@@ -38,8 +38,10 @@ class SignedClient:
         key = hmac.new(key, host.encode(), hashlib.sha256).digest()
         sig = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
         return {
-            "Date": date, "Content-Type": "application/json", "X-BackendAI-Version": API_VERSION,
-            "Authorization": f"BackendAI signMethod=HMAC-SHA256, credential={self.access_key}:{sig}",
+            "Date": date, "Content-Type": "application/json",
+            "X-BackendAI-Version": API_VERSION,
+            "Authorization":
+                f"BackendAI signMethod=HMAC-SHA256, credential={self.access_key}:{sig}",
         }
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:

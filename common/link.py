@@ -91,7 +91,7 @@ class _LinkBase:
                            timeout: float) -> Message:
         try:
             return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AgentTimeout(f"no reply within {timeout:.1f}s") from None
         finally:
             self._corr.discard(corr_id)

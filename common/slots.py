@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import Union
 
-Number = Union[int, float, str, Decimal]
+Number = int | float | str | Decimal
 
 CPU = "cpu"
 MEM = "mem"

@@ -136,6 +136,12 @@ cluster_status() {
   redis_ready && echo "redis: running on $REDIS_PORT" || echo "redis: stopped"
 }
 
+run_checks() {
+  say "lint (ruff) and types (mypy)"
+  (cd "$ROOT" && "$VENV/bin/ruff" check common manager agent kernels jail bench tests \
+     && "$VENV/bin/mypy")
+}
+
 run_tests() {
   export KRAKEN_TEST_PG_URL="$PG_URL" KRAKEN_TEST_REDIS_URL="$REDIS_URL"
   export KRAKEN_CLIENT_VENV="$CLIENT_VENV" KRAKEN_NO_SKIP=1

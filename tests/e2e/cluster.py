@@ -170,6 +170,7 @@ level = "INFO"
 
     def _wait(self, probe, limit: float, what: str) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + limit
+        last_error: BaseException | None = None
         while time.monotonic() < deadline:
             for name, proc in self.procs.items():
                 if proc.poll() is not None:
@@ -178,10 +179,10 @@ level = "INFO"
             try:
                 if probe():
                     return
-            except Exception:
-                pass
+            except (OSError, asyncpg.PostgresError) as e:  # not up yet
+                last_error = e
             time.sleep(0.2)
-        raise RuntimeError(f"timed out waiting for {what}")
+        raise RuntimeError(f"timed out waiting for {what} (last error: {last_error!r})")
 
     def containers(self) -> list[str]:
         out = subprocess.run(["docker", "ps", "-aq", "--filter",

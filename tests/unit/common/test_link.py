@@ -6,12 +6,18 @@ import asyncio
 import pytest
 import zmq
 
+from common.codec import Message
 from common.errors import AgentTimeout, KernelNotFound
 from common.link import DealerLink, PeerId, RouterLink, expect
 from common.msg_agent import (
-    AGENT_PROTOCOL, Ack, ErrorReply, Execute, ExecuteResult, Heartbeat, InterruptKernel,
+    AGENT_PROTOCOL,
+    Ack,
+    ErrorReply,
+    Execute,
+    ExecuteResult,
+    Heartbeat,
+    InterruptKernel,
 )
-from common.codec import Message
 
 
 async def test_request_reply_both_ways_over_curve() -> None:

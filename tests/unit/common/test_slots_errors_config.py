@@ -7,7 +7,12 @@ import pytest
 
 from common.config import ConfigError, load_config
 from common.errors import (
-    AgentError, ImageNotFound, KernelNotFound, KrakenError, MalformedJSON, error_from_wire,
+    AgentError,
+    ImageNotFound,
+    KernelNotFound,
+    KrakenError,
+    MalformedJSON,
+    error_from_wire,
 )
 from common.logging import redact
 from common.slots import ResourceSlot, parse_bytes
