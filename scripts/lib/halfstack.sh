@@ -67,9 +67,11 @@ halfstack_up() {
 }
 
 halfstack_down() {
-  if redis_ready; then
+  # only what this checkout started: its pid file, its data directory
+  if [ -f "$VAR/run/redis.pid" ] && kill -0 "$(cat "$VAR/run/redis.pid")" 2>/dev/null; then
     say "stopping Redis"
-    redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
+    kill "$(cat "$VAR/run/redis.pid")" 2>/dev/null || true
+    rm -f "$VAR/run/redis.pid"
   fi
   local data="$VAR/pgdata"
   if [ -f "$data/postmaster.pid" ]; then
