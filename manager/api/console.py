@@ -1,0 +1,145 @@
+"""The browser console: a GraphiQL page for the admin GraphQL API.
+
+Browsers cannot sign requests, so the console signs in once with an access/secret
+key pair (``POST /console/login``, secret compared in constant time) and then holds a
+short-lived session: an HTTP-only, SameSite=Strict cookie plus a CSRF token
+(double submit: a readable cookie the page's JS copies into ``X-Kraken-CSRF``, which
+must match the token stored with the session). The cookie is accepted only on the
+GraphQL endpoint; every other route still needs a signature. See docs/admin.md.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from common.errors import AuthenticationFailed, Forbidden
+from manager.api.console_sessions import CONSOLE_SESSIONS, ConsoleSession
+from manager.api.keys import KEYPAIRS
+from manager.api.problems import json_response, read_json_object
+from manager.services.keypairs import KeypairInfo
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+SESSION_COOKIE = "kraken_console"
+CSRF_COOKIE = "kraken_csrf"
+CSRF_HEADER = "X-Kraken-CSRF"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_DUMMY_SECRET = "x" * 40
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def is_console_route(request: web.Request) -> bool:
+    """Console routes authenticate themselves (no HMAC signature)."""
+    return request.path == "/console" or request.path.startswith("/console/")
+
+
+def uses_console_session(request: web.Request) -> bool:
+    """An unsigned request to the GraphQL endpoint carrying the console cookie."""
+    return ("Authorization" not in request.headers and SESSION_COOKIE in request.cookies
+            and request.path.rstrip("/").endswith("/admin/graphql"))
+
+
+def _check_origin(request: web.Request) -> None:
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        raise Forbidden("cross-origin console requests are refused")
+
+
+async def _session(request: web.Request) -> ConsoleSession:
+    token = request.cookies.get(SESSION_COOKIE, "")
+    session = await request.app[CONSOLE_SESSIONS].get(token) if token else None
+    if session is None:
+        raise AuthenticationFailed("no console session (expired?); sign in again")
+    if request.method not in SAFE_METHODS:
+        _check_origin(request)
+        session.check_csrf(request.headers.get(CSRF_HEADER))
+    return session
+
+
+async def authenticate_console(request: web.Request) -> KeypairInfo:
+    """The keypair behind the console session of ``request`` (CSRF-checked)."""
+    session = await _session(request)
+    keypair = await request.app[KEYPAIRS].get(session.access_key)
+    if keypair is None or not keypair.is_active:
+        raise AuthenticationFailed("the keypair of this console session is gone or inactive")
+    return keypair
+
+
+async def _verify_login(request: web.Request) -> KeypairInfo:
+    body = await read_json_object(request)
+    access_key, secret = body.get("access_key"), body.get("secret_key")
+    if not isinstance(access_key, str) or not isinstance(secret, str):
+        raise AuthenticationFailed("access_key and secret_key are required")
+    keypair = await request.app[KEYPAIRS].get(access_key)
+    expected = keypair.secret_key if keypair is not None else _DUMMY_SECRET
+    matches = hmac.compare_digest(expected.encode(), secret.encode())
+    if keypair is None or not matches or not keypair.is_active:
+        log.warning("console sign-in refused for access key %s", access_key[:64])
+        raise AuthenticationFailed("wrong access key or secret key")
+    return keypair
+
+
+def _set_cookies(resp: web.Response, request: web.Request, token: str, csrf: str,
+                 ttl: int) -> None:
+    common = {"path": "/", "max_age": ttl, "samesite": "Strict", "secure": request.secure}
+    resp.set_cookie(SESSION_COOKIE, token, httponly=True, **common)  # type: ignore[arg-type]
+    resp.set_cookie(CSRF_COOKIE, csrf, httponly=False, **common)  # type: ignore[arg-type]
+
+
+async def login(request: web.Request) -> web.Response:
+    _check_origin(request)
+    keypair = await _verify_login(request)
+    store = request.app[CONSOLE_SESSIONS]
+    token, session = await store.create(keypair.access_key)
+    resp = json_response({"access_key": keypair.access_key, "is_admin": keypair.is_admin,
+                          "csrf_token": session.csrf_token, "expires_in": store.ttl})
+    _set_cookies(resp, request, token, session.csrf_token, store.ttl)
+    resp.headers.update(SECURITY_HEADERS)
+    return resp
+
+
+async def whoami(request: web.Request) -> web.Response:
+    keypair = await authenticate_console(request)
+    ttl = await request.app[CONSOLE_SESSIONS].ttl_of(request.cookies[SESSION_COOKIE])
+    resp = json_response({"access_key": keypair.access_key, "is_admin": keypair.is_admin,
+                          "expires_in": ttl})
+    resp.headers.update(SECURITY_HEADERS)
+    return resp
+
+
+async def logout(request: web.Request) -> web.Response:
+    await _session(request)
+    await request.app[CONSOLE_SESSIONS].delete(request.cookies[SESSION_COOKIE])
+    resp = web.Response(status=204, headers=SECURITY_HEADERS)
+    resp.del_cookie(SESSION_COOKIE, path="/")
+    resp.del_cookie(CSRF_COOKIE, path="/")
+    return resp
+
+
+def add_routes(app: web.Application) -> None:
+    page = (STATIC_DIR / "console" / "index.html").read_bytes()
+
+    async def index(_request: web.Request) -> web.Response:
+        return web.Response(body=page, content_type="text/html", charset="utf-8",
+                            headers=SECURITY_HEADERS)
+
+    app.router.add_get("/console", index)
+    app.router.add_get("/console/", index)
+    app.router.add_post("/console/login", login)
+    app.router.add_get("/console/session", whoami)
+    app.router.add_post("/console/logout", logout)
+    app.router.add_static("/console/static/", STATIC_DIR, show_index=False,
+                          follow_symlinks=False)

@@ -1,0 +1,90 @@
+"""The SQL writes behind the keypair mutations (§2.17.1), each in one transaction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from common.errors import InvalidAPIParameters
+from common.ids import new_access_key, new_secret_key
+from manager.db.tables import kernels, keypair_policies, keypairs
+
+KEYPAIR_COLUMNS = ("is_active", "is_admin", "concurrency_limit")
+POLICY_COLUMNS = ("rate_limit", "resource_policy")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPairProps:
+    """``KeyPairInput``: None means "leave as is" (or the default on creation)."""
+
+    is_active: bool | None = None
+    is_admin: bool | None = None
+    resource_policy: str | None = None
+    concurrency_limit: int | None = None
+    rate_limit: int | None = None
+
+    def validate(self) -> KeyPairProps:
+        for name in ("concurrency_limit", "rate_limit"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1_000_000:
+                raise InvalidAPIParameters(f"{name} must be between 0 and 1000000")
+        if self.resource_policy is not None and len(self.resource_policy) > 256:
+            raise InvalidAPIParameters("resource_policy is longer than 256 characters")
+        return self
+
+    def values(self, names: tuple[str, ...]) -> dict[str, Any]:
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+async def _set_policy(conn: AsyncConnection, access_key: str, props: KeyPairProps) -> None:
+    values = props.values(POLICY_COLUMNS)
+    if not values:
+        return
+    stmt = pg_insert(keypair_policies).values(access_key=access_key, **values)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=["access_key"], set_=values))
+
+
+async def insert_keypair(engine: AsyncEngine, user_id: str, props: KeyPairProps) -> str:
+    """Create a keypair with fresh keys; returns its access key."""
+    if not user_id or len(user_id) > 256:
+        raise InvalidAPIParameters("user_id must be 1-256 characters")
+    values = {"is_active": True, "is_admin": False, **props.validate().values(KEYPAIR_COLUMNS)}
+    access_key = new_access_key()
+    async with engine.begin() as conn:
+        await conn.execute(sa.insert(keypairs).values(
+            access_key=access_key, secret_key=new_secret_key(), user_id=user_id, **values))
+        await _set_policy(conn, access_key, props)
+    return access_key
+
+
+async def update_keypair(engine: AsyncEngine, access_key: str, props: KeyPairProps) -> bool:
+    """Change the given properties; False when there is no such keypair."""
+    values = props.validate().values(KEYPAIR_COLUMNS)
+    async with engine.begin() as conn:
+        found = (await conn.execute(sa.select(keypairs.c.access_key).where(
+            keypairs.c.access_key == access_key).with_for_update())).first()
+        if found is None:
+            return False
+        if values:
+            await conn.execute(sa.update(keypairs).where(
+                keypairs.c.access_key == access_key).values(**values))
+        await _set_policy(conn, access_key, props)
+    return True
+
+
+async def delete_keypair(engine: AsyncEngine, access_key: str) -> str | None:
+    """Delete a keypair; returns why it cannot be deleted, or None when it was."""
+    async with engine.begin() as conn:
+        found = (await conn.execute(sa.select(keypairs.c.access_key).where(
+            keypairs.c.access_key == access_key).with_for_update())).first()
+        if found is None:
+            return "no such keypair"
+        owns = (await conn.execute(sa.select(sa.func.count()).where(
+            kernels.c.access_key == access_key))).scalar_one()
+        if owns:
+            return "the keypair owns compute sessions; deactivate it instead"
+        await conn.execute(sa.delete(keypairs).where(keypairs.c.access_key == access_key))
+    return None
