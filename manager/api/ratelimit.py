@@ -1,0 +1,142 @@
+"""Rate limits (seed 004 §2.8): a rolling 15-minute window per caller, in Redis.
+
+An authenticated request counts against its access key (limit: the keypair's
+``keypair_policies.rate_limit``, else ``ratelimit.keypair_default``); every other request
+(public routes, failed authentication, unknown routes) counts against the client
+IP (``ratelimit.anonymous``) once it is answered. The window is a Redis sorted set
+per caller, trimmed, counted and extended by ONE Lua script — atomic, exact, shared
+by every manager replica, one round trip on the execute hot path. Redis time is
+the clock, so replicas with skewed clocks agree. A request past the limit is not
+counted and gets a 429 problem. Every response carries ``X-RateLimit-Limit``,
+``X-RateLimit-Remaining`` and ``X-RateLimit-Window`` (seconds).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from common.errors import RateLimitExceeded
+from manager.api.keys import CONFIG, EVENTS
+from manager.services.keypairs import KeypairInfo
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "kraken.ratelimit."
+
+# KEYS[1]: the caller's window; ARGV: window (µs), limit, a unique member
+_WINDOW_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+if count >= limit then
+  return {count, 0}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
+return {count + 1, 1}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RateState:
+    """The caller's window after this request."""
+
+    limit: int
+    used: int
+    window: int  # seconds
+    allowed: bool
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.used, 0)
+
+
+RATE = web.RequestKey("kraken.rate", RateState)
+
+
+class RateLimiter:
+    """Counts requests per caller in a rolling window shared through Redis."""
+
+    def __init__(self, client: aioredis.Redis, window: int, keypair_default: int,
+                 anonymous: int) -> None:
+        self.window = window
+        self.keypair_default = keypair_default
+        self.anonymous = anonymous
+        self._script = client.register_script(_WINDOW_LUA)
+        self._nonce = secrets.token_hex(4)
+        self._seq = itertools.count()
+
+    async def hit(self, bucket: str, limit: int) -> RateState:
+        """Count one request of ``bucket``; a Redis failure lets it through (logged)."""
+        member = f"{self._nonce}.{next(self._seq)}"
+        try:
+            used, allowed = await self._script(
+                keys=[KEY_PREFIX + bucket], args=[self.window * 1_000_000, limit, member])
+        except (RedisError, OSError) as e:
+            log.warning("rate limit not checked (Redis: %s)", type(e).__name__)
+            return RateState(limit, 0, self.window, True)
+        return RateState(limit, int(used), self.window, bool(allowed))
+
+
+LIMITER = web.AppKey("kraken.ratelimiter", RateLimiter)
+
+
+async def _apply(request: web.Request, bucket: str, limit: int) -> None:
+    state = await request.app[LIMITER].hit(bucket, limit)
+    request[RATE] = state
+    if not state.allowed:
+        raise RateLimitExceeded(f"more than {limit} requests in {state.window} seconds; "
+                                "retry later")
+
+
+async def limit_keypair(request: web.Request, keypair: KeypairInfo) -> None:
+    """Called by the auth middleware once the caller is known, before the handler."""
+    limiter = request.app[LIMITER]
+    await _apply(request, "ak:" + keypair.access_key,
+                 keypair.rate_limit or limiter.keypair_default)
+
+
+async def _limit_anonymous(request: web.Request) -> None:
+    if RATE not in request:
+        await _apply(request, "ip:" + (request.remote or "unknown"),
+                     request.app[LIMITER].anonymous)
+
+
+@web.middleware
+async def ratelimit_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Counts by IP whatever the auth middleware did not count by access key."""
+    try:
+        response = await handler(request)
+    except Exception:
+        await _limit_anonymous(request)
+        raise
+    await _limit_anonymous(request)
+    return response
+
+
+async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the X-RateLimit-* headers on every response."""
+    state = request.get(RATE)
+    if state is not None:
+        response.headers["X-RateLimit-Limit"] = str(state.limit)
+        response.headers["X-RateLimit-Remaining"] = str(state.remaining)
+        response.headers["X-RateLimit-Window"] = str(state.window)
+
+
+async def ratelimit_ctx(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx (after the event bus): the limiter on the shared Redis client."""
+    cfg = app[CONFIG].ratelimit
+    app[LIMITER] = RateLimiter(app[EVENTS].client, cfg.window, cfg.keypair_default,
+                               cfg.anonymous)
+    yield
