@@ -17,6 +17,7 @@ LABEL_AGENT = "ai.backend.agent-id"
 LABEL_MANAGED = "kraken.managed"
 LABEL_SLOTS = "kraken.slots"
 LABEL_GPUS = "kraken.gpus"
+LABEL_IDLE_TIMEOUT = "kraken.idle-timeout"  # seconds; absent or 0: never
 LABEL_KERNELSPEC = "ai.backend.kernelspec"
 
 
@@ -95,6 +96,10 @@ class ContainerBackend(abc.ABC):
     @abc.abstractmethod
     async def recover(self, agent_id: str, network: str) -> list[ContainerInfo]:
         """Every container (running or not) this agent's labels mark as ours."""
+
+    async def logs(self, container_id: str, limit: int) -> str:
+        """The container's console output (stdout and stderr), its last ``limit`` bytes."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     async def stats(self, container_id: str) -> dict[str, int]:

@@ -164,6 +164,13 @@ class DockerBackend(ContainerBackend):
                 params={"stream": "0", "one-shot": "1"})
         return stats_from_docker(raw if isinstance(raw, dict) else {})
 
+    async def logs(self, container_id: str, limit: int) -> str:
+        with _translated(f"logs of {container_id[:12]}"):
+            lines = await self._docker.containers.container(container_id).log(
+                stdout=True, stderr=True)
+        text = "".join(lines)
+        return text[-limit:] if len(text) > limit else text
+
     async def die_events(self, agent_id: str) -> AsyncIterator[ContainerDied]:  # type: ignore[override]
         filters = {"type": ["container"], "event": ["die"],
                    "label": [f"{LABEL_AGENT}={agent_id}", f"{LABEL_MANAGED}=1"]}

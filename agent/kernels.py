@@ -12,14 +12,22 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq.asyncio
 
-from agent.backend import LABEL_GPUS, LABEL_SLOTS, ContainerBackend, ContainerDied, ContainerInfo
+from agent.backend import (
+    LABEL_GPUS,
+    LABEL_IDLE_TIMEOUT,
+    LABEL_SLOTS,
+    ContainerBackend,
+    ContainerDied,
+    ContainerInfo,
+)
 from agent.config import AgentConfig
 from agent.resources import ResourcePool
 from agent.runner_client import RunnerClient
@@ -57,6 +65,12 @@ class Kernel:
     runs: KernelRuns
     features: list[str]
     busy: bool = False  # being destroyed or restarted: its die events are expected
+    idle_timeout: float = 0.0  # seconds without activity before agent/idle.py reaps it
+    last_active: float = field(default_factory=time.monotonic)
+
+    def touch(self) -> None:
+        """Execute, upload or terminal activity: the idle clock starts again."""
+        self.last_active = time.monotonic()
 
 
 def _check_kernel_id(kernel_id: str) -> str:
@@ -85,6 +99,9 @@ class KernelRegistry:
     @property
     def kernel_ids(self) -> list[str]:
         return sorted(self._kernels)
+
+    def all(self) -> list[Kernel]:
+        return list(self._kernels.values())
 
     def get(self, kernel_id: str) -> Kernel:
         kernel = self._kernels.get(kernel_id)
@@ -121,6 +138,7 @@ class KernelRegistry:
             info = await self._backend.create_and_start(
                 config, f"kraken-{req.kernel_id}", self._cfg.docker.network)
             kernel = self._adopt(info, scratch, granted, labels)
+            kernel.idle_timeout = float(req.idle_timeout or 0.0)
             runner = kernel.runner
             await self._wait_ready(kernel)
         except BaseException as e:
@@ -258,7 +276,8 @@ class KernelRegistry:
             slots = ResourceSlot(json.loads(info.labels.get(LABEL_SLOTS, "{}")))
             gpus = json.loads(info.labels.get(LABEL_GPUS, "[]"))
             self._pool.allocate(kid, slots, gpus)
-            self._kernels[kid] = self._adopt(info, scratch, slots, info.labels)
+            self._kernels[kid] = kernel = self._adopt(info, scratch, slots, info.labels)
+            kernel.idle_timeout = _float_label(info.labels, LABEL_IDLE_TIMEOUT)
             log.info("re-adopted kernel %s", kid)
 
     async def keep_only(self, keep: list[str]) -> list[str]:
@@ -276,6 +295,13 @@ class KernelRegistry:
             await kernel.runner.close()
             await kernel.runs.close()
         self._kernels.clear()
+
+
+def _float_label(labels: dict[str, str], name: str) -> float:
+    try:
+        return max(float(labels.get(name, "0")), 0.0)
+    except ValueError:
+        return 0.0
 
 
 def _make_scratch(path: Path) -> None:

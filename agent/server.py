@@ -16,6 +16,7 @@ from typing import Any
 import zmq.asyncio
 
 import agent
+from agent import files, idle
 from agent.backend import ContainerBackend
 from agent.config import AgentConfig
 from agent.kernels import KernelRegistry
@@ -36,21 +37,30 @@ from common.msg_agent import (
     CompletionResult,
     CreateKernel,
     DestroyKernel,
+    DownloadFiles,
     ErrorReply,
     Execute,
+    FileList,
+    FilesArchive,
+    FilesUploaded,
     GetKernelStats,
+    GetLogs,
     Heartbeat,
     InterruptKernel,
     Join,
     JoinAccepted,
     KernelDestroyed,
+    KernelLogs,
     KernelStats,
     KernelTerminated,
+    ListFiles,
     RestartKernel,
+    UploadFiles,
 )
 
 log = logging.getLogger(__name__)
 
+MAX_LOG_CHARS = 1 << 20
 Handler = Callable[[Any], Awaitable[Message]]
 
 
@@ -84,6 +94,10 @@ class Agent:
             InterruptKernel.msg_type: self._interrupt,
             CompleteCode.msg_type: self._complete,
             GetKernelStats.msg_type: self._stats,
+            UploadFiles.msg_type: self._upload,
+            ListFiles.msg_type: self._list_files,
+            DownloadFiles.msg_type: self._download,
+            GetLogs.msg_type: self._logs,
         }
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -93,6 +107,7 @@ class Agent:
         await self.kernels.recover()
         self._images = await self._list_images()
         self._events_task = asyncio.ensure_future(self._watch_events())
+        self._spawn(idle.reap_loop(self.kernels, self.broadcast))
         key = self.cfg.manager.server_public_key()
         for endpoint in self.cfg.manager.endpoints:
             session = ManagerSession(self, endpoint, key, self.cfg.manager.request_timeout)
@@ -186,7 +201,9 @@ class Agent:
         return Ack()
 
     async def _execute(self, msg: Execute) -> Message:
-        return await self.kernels.get(msg.kernel_id).runs.execute(msg)
+        kernel = self.kernels.get(msg.kernel_id)
+        kernel.touch()
+        return await kernel.runs.execute(msg)
 
     async def _interrupt(self, msg: InterruptKernel) -> Message:
         await self.kernels.get(msg.kernel_id).runner.interrupt()
@@ -200,3 +217,25 @@ class Agent:
 
     async def _stats(self, msg: GetKernelStats) -> Message:
         return KernelStats(stats=await self.kernels.stats(msg.kernel_id))
+
+    # ---- files and logs (the kernel's scratch dir is its /home/work) ---------------------
+
+    async def _upload(self, msg: UploadFiles) -> Message:
+        kernel = self.kernels.get(msg.kernel_id)
+        kernel.touch()
+        paths = await asyncio.to_thread(files.upload, kernel.scratch, msg.files)
+        return FilesUploaded(paths=paths)
+
+    async def _list_files(self, msg: ListFiles) -> Message:
+        kernel = self.kernels.get(msg.kernel_id)
+        abspath, entries = await asyncio.to_thread(files.list_dir, kernel.scratch, msg.path)
+        return FileList(abspath=abspath, files=entries)
+
+    async def _download(self, msg: DownloadFiles) -> Message:
+        kernel = self.kernels.get(msg.kernel_id)
+        archives = await asyncio.to_thread(files.download, kernel.scratch, msg.files)
+        return FilesArchive(archives=archives)
+
+    async def _logs(self, msg: GetLogs) -> Message:
+        kernel = self.kernels.get(msg.kernel_id)
+        return KernelLogs(logs=await self.backend.logs(kernel.container_id, MAX_LOG_CHARS))

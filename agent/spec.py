@@ -20,6 +20,7 @@ from typing import Any
 from agent.backend import (
     LABEL_AGENT,
     LABEL_GPUS,
+    LABEL_IDLE_TIMEOUT,
     LABEL_KERNEL_ID,
     LABEL_MANAGED,
     LABEL_OWNER,
@@ -142,7 +143,7 @@ def _mounts(scratch_dir: Path, extra: Sequence[Mapping[str, Any]]) -> list[dict[
 
 def _labels(req: CreateKernel, ctx: SpecContext, granted: ResourceSlot,
             gpu_ids: Sequence[str]) -> dict[str, str]:
-    return {
+    labels = {
         LABEL_KERNEL_ID: req.kernel_id,
         LABEL_SESSION: req.session_name,
         LABEL_OWNER: req.access_key,
@@ -151,6 +152,9 @@ def _labels(req: CreateKernel, ctx: SpecContext, granted: ResourceSlot,
         LABEL_SLOTS: json.dumps(granted.to_wire(), sort_keys=True),
         LABEL_GPUS: json.dumps(list(gpu_ids)),
     }
+    if req.idle_timeout:
+        labels[LABEL_IDLE_TIMEOUT] = repr(float(req.idle_timeout))
+    return labels
 
 
 def build_container_config(req: CreateKernel, labels: Mapping[str, str],

@@ -9,17 +9,25 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
 
     KrakenError (500 internal-error)
     ├── InvalidAPIParameters (400 invalid-api-params)
-    │   └── MalformedJSON (400 malformed-json)
+    │   ├── MalformedJSON (400 malformed-json)
+    │   ├── VFolderAlreadyExists (400 vfolder-already-exists)
+    │   └── VFolderPathNotAllowed (400 vfolder-path-not-allowed)
     ├── AuthenticationFailed (401 unauthorized)
     ├── Forbidden (403 forbidden)
+    │   └── VFolderPermissionDenied (403 vfolder-permission-denied)
     ├── NotFound (404 not-found)
     │   ├── KernelNotFound (404 kernel-not-found)
     │   ├── ImageNotFound (404 image-not-found)
+    │   ├── VFolderNotFound (404 vfolder-not-found)
+    │   ├── VFolderPathNotFound (404 vfolder-path-not-found)
+    │   ├── InvitationNotFound (404 vfolder-invitation-not-found)
     │   └── UnsupportedAPIVersion (404 unsupported-api-version)
     ├── MethodNotAllowed (405 method-not-allowed)
     ├── ResourceLimitExceeded (406 resource-limit-exceeded)
+    │   └── VFolderLimitExceeded (406 vfolder-limit-exceeded)
     ├── SessionAlreadyExists (409 session-already-exists)
     ├── QuotaExceeded (412 quota-exceeded)
+    ├── PayloadTooLarge (413 payload-too-large)
     ├── RateLimitExceeded (429 too-many-requests)
     ├── KernelCreationFailed (500 kernel-creation-failed)
     ├── KernelExecutionFailed (500 kernel-execution-failed)
@@ -66,12 +74,24 @@ class MalformedJSON(InvalidAPIParameters):
     slug, title = "malformed-json", "Malformed JSON in the request body"
 
 
+class VFolderAlreadyExists(InvalidAPIParameters):
+    slug, title = "vfolder-already-exists", "A virtual folder with this name exists"
+
+
+class VFolderPathNotAllowed(InvalidAPIParameters):
+    slug, title = "vfolder-path-not-allowed", "The path leaves the virtual folder or is invalid"
+
+
 class AuthenticationFailed(KrakenError):
     status, slug, title = 401, "unauthorized", "Unauthorized access"
 
 
 class Forbidden(KrakenError):
     status, slug, title = 403, "forbidden", "Forbidden operation"
+
+
+class VFolderPermissionDenied(Forbidden):
+    slug, title = "vfolder-permission-denied", "Your permission on this virtual folder is too low"
 
 
 class NotFound(KrakenError):
@@ -86,6 +106,18 @@ class ImageNotFound(NotFound):
     slug, title = "image-not-found", "No such kernel image"
 
 
+class VFolderNotFound(NotFound):
+    slug, title = "vfolder-not-found", "No such virtual folder"
+
+
+class VFolderPathNotFound(NotFound):
+    slug, title = "vfolder-path-not-found", "No such file or directory in the virtual folder"
+
+
+class InvitationNotFound(NotFound):
+    slug, title = "vfolder-invitation-not-found", "No such virtual folder invitation"
+
+
 class UnsupportedAPIVersion(NotFound):
     slug, title = "unsupported-api-version", "Unsupported API major version"
 
@@ -98,12 +130,20 @@ class ResourceLimitExceeded(KrakenError):
     status, slug, title = 406, "resource-limit-exceeded", "Requested resources exceed the limits"
 
 
+class VFolderLimitExceeded(ResourceLimitExceeded):
+    slug, title = "vfolder-limit-exceeded", "A virtual folder limit would be exceeded"
+
+
 class SessionAlreadyExists(KrakenError):
     status, slug, title = 409, "session-already-exists", "A session with this token exists"
 
 
 class QuotaExceeded(KrakenError):
     status, slug, title = 412, "quota-exceeded", "Keypair quota exceeded"
+
+
+class PayloadTooLarge(KrakenError):
+    status, slug, title = 413, "payload-too-large", "Request payload too large"
 
 
 class RateLimitExceeded(KrakenError):

@@ -78,7 +78,8 @@ class CreateKernel(Message):
     image: str  # the image reference on the agent, e.g. "kraken/python:latest"
     slots: dict[str, str]  # cpu, mem (bytes), cuda.device
     environ: dict[str, str]
-    mounts: list[dict[str, Any]] = field(default_factory=list)  # [{"host_path", "target", "mode": "ro"|"rw"}]
+    # [{"host_path", "target", "mode": "ro"|"rw"}]
+    mounts: list[dict[str, Any]] = field(default_factory=list)
     idle_timeout: float | None = None
 
 
@@ -156,6 +157,65 @@ class GetKernelStats(Message):
 @AGENT_PROTOCOL.message("kernel-stats")
 class KernelStats(Message):
     stats: dict[str, Any]
+
+
+# ---- files and logs of a kernel (agent link v1 additions) ---------------------------
+
+
+@AGENT_PROTOCOL.message("upload-files")
+class UploadFiles(Message):
+    """Write files into the kernel's /home/work. Reply: FilesUploaded.
+
+    ``files``: [{"path": str (relative to /home/work, or absolute inside it),
+    "data": bytes}]. Parent directories are created; nothing outside /home/work.
+    """
+
+    kernel_id: str
+    files: list[dict[str, Any]]
+
+
+@AGENT_PROTOCOL.message("files-uploaded")
+class FilesUploaded(Message):
+    paths: list[str]  # where each file landed, relative to /home/work
+
+
+@AGENT_PROTOCOL.message("list-files")
+class ListFiles(Message):
+    """List one directory under /home/work. Reply: FileList."""
+
+    kernel_id: str
+    path: str = "."
+
+
+@AGENT_PROTOCOL.message("file-list")
+class FileList(Message):
+    abspath: str  # the directory as the container sees it
+    files: list[dict[str, Any]]  # [{"filename", "size", "mode" (ls-style), "mtime"}]
+
+
+@AGENT_PROTOCOL.message("download-files")
+class DownloadFiles(Message):
+    """Read files under /home/work, each as a tar archive. Reply: FilesArchive."""
+
+    kernel_id: str
+    files: list[str]
+
+
+@AGENT_PROTOCOL.message("files-archive")
+class FilesArchive(Message):
+    archives: list[bytes]  # one tar archive per requested file, in request order
+
+
+@AGENT_PROTOCOL.message("get-logs")
+class GetLogs(Message):
+    """The container's console log (stdout + stderr). Reply: KernelLogs."""
+
+    kernel_id: str
+
+
+@AGENT_PROTOCOL.message("kernel-logs")
+class KernelLogs(Message):
+    logs: str
 
 
 # ---- either direction -----------------------------------------------------------

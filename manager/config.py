@@ -68,6 +68,7 @@ class ExecConfig(_Section):
 class SessionsConfig(_Section):
     default_cpu: float = Field(default=1, gt=0)
     default_mem: str = "1g"
+    idle_timeout: float = Field(default=0.0, ge=0)  # seconds; 0 = never reaped
 
     @field_validator("default_mem")
     @classmethod
@@ -78,6 +79,45 @@ class SessionsConfig(_Section):
     @property
     def default_mem_bytes(self) -> int:
         return parse_bytes(self.default_mem)
+
+
+class VFoldersConfig(_Section):
+    """Virtual folders live in ``<root>/<host>/<folder id hex>`` (docs/vfolders.md)."""
+
+    root: Path = Field(default=Path("var/vfolders"), validate_default=True)
+    host: str = Field(default="local", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    max_size: str = "1g"  # per folder (seed 004 §2.15: 1 GiB)
+    max_files: int = Field(default=1000, gt=0)  # per folder
+    max_folders: int = Field(default=10, gt=0)  # owned per keypair
+    owner_uid: int = Field(default=1000, ge=0)  # the kernel user ``work``
+    owner_gid: int = Field(default=1000, ge=0)
+
+    @field_validator("root")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @field_validator("max_size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        parse_bytes(v)
+        return v
+
+    @property
+    def max_size_bytes(self) -> int:
+        return parse_bytes(self.max_size)
+
+    @property
+    def host_dir(self) -> Path:
+        return self.root / self.host
+
+
+class RateLimitConfig(_Section):
+    """Rolling-window request limits (seed 004 §2.8)."""
+
+    window: int = Field(default=900, gt=0)  # seconds
+    keypair_default: int = Field(default=30000, gt=0)  # when keypair_policies has none
+    anonymous: int = Field(default=3000, gt=0)  # per client IP, unauthenticated
 
 
 class LoggingConfig(_Section):
@@ -92,6 +132,8 @@ class ManagerConfig(_Section):
     link: LinkConfig = LinkConfig()
     exec: ExecConfig = ExecConfig()
     sessions: SessionsConfig = SessionsConfig()
+    ratelimit: RateLimitConfig = RateLimitConfig()
+    vfolders: VFoldersConfig = VFoldersConfig()
     logging: LoggingConfig = LoggingConfig()
 
 

@@ -15,8 +15,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from common.config import ConfigError
 from common.errors import ServiceUnavailable
 from manager import linkkeys
-from manager.api import kernel, version
+from manager.api import admin, console, files, kernel, version, vfolders
 from manager.api.auth import auth_middleware
+from manager.api.console_sessions import console_sessions_ctx
 from manager.api.keys import (
     CONFIG,
     CONTROL,
@@ -24,15 +25,18 @@ from manager.api.keys import (
     CREATOR,
     DB,
     EVENTS,
+    FILES,
     KEYPAIRS,
     REGISTRY,
 )
 from manager.api.problems import problem_middleware
+from manager.api.ratelimit import add_headers, ratelimit_ctx, ratelimit_middleware
 from manager.config import ManagerConfig
 from manager.db.engine import make_engine
 from manager.events import EventBus
 from manager.registry import AgentRegistry
 from manager.services.control import SessionControl
+from manager.services.files import SessionFiles
 from manager.services.keypairs import KeypairStore
 from manager.services.routes import QueryCounter, RouteCache
 from manager.services.sessions import SessionCreator
@@ -93,6 +97,7 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     app[KEYPAIRS] = KeypairStore(app[DB])
     app[CREATOR] = SessionCreator(config, app[DB], registry, app[EVENTS])
     app[CONTROL] = SessionControl(config, app[DB], registry, app[EVENTS], routes, counter)
+    app[FILES] = SessionFiles(app[CONTROL], registry)
     flusher = asyncio.ensure_future(_flush_loop(app))
     yield
     flusher.cancel()
@@ -114,11 +119,17 @@ async def _flush_loop(app: web.Application) -> None:
 
 def build_app(config: ManagerConfig) -> web.Application:
     app = web.Application(middlewares=[
-        problem_middleware, version.version_middleware, auth_middleware,
-        method_override_middleware,
+        problem_middleware, ratelimit_middleware, version.version_middleware,
+        auth_middleware, method_override_middleware,
     ])
+    app.on_response_prepare.append(add_headers)
     app[CONFIG] = config
-    app.cleanup_ctx.extend([_db_ctx, _events_ctx, _registry_ctx])
+    app.cleanup_ctx.extend([_db_ctx, _events_ctx, ratelimit_ctx, _registry_ctx,
+                            console_sessions_ctx])
     version.add_routes(app)
     kernel.add_routes(app)
+    files.add_routes(app)
+    admin.add_routes(app)
+    console.add_routes(app)
+    vfolders.add_routes(app)
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,11 +20,14 @@ from aiohttp import web
 from dateutil import parser as dateparser
 
 from common.errors import AuthenticationFailed
+from manager.api.console import authenticate_console, is_console_route, uses_console_session
 from manager.api.keys import KEYPAIRS
-from manager.api.version import is_public
+from manager.api.ratelimit import limit_keypair
+from manager.api.version import check_version_header, is_public
 from manager.services.keypairs import KeypairInfo
 
 MAX_SKEW = timedelta(minutes=15)
+_DUMMY_SECRET = secrets.token_urlsafe(30)
 EMPTY_BODY_SINCE = "v4.20181215"
 HASHES = frozenset({"sha256", "sha384", "sha512"})
 KEYPAIR = web.RequestKey("kraken.keypair", KeypairInfo)  # the authenticated caller
@@ -90,10 +94,13 @@ def compute_signature(secret_key: str, parts: SignedParts, date: datetime,
 def verify(keypair: KeypairInfo | None, parts: SignedParts, signature: str, date: datetime,
            hash_type: str) -> KeypairInfo:
     """The keypair if it exists, is active and signed ``parts``; else AuthenticationFailed."""
+    # an unknown key walks the same path (a throwaway secret), so timing tells nothing
+    secret = keypair.secret_key if keypair is not None else _DUMMY_SECRET
+    expected = compute_signature(secret, parts, date, hash_type)
+    matches = hmac.compare_digest(expected.encode(), signature.encode())
     if keypair is None:
         raise AuthenticationFailed("unknown access key")
-    expected = compute_signature(keypair.secret_key, parts, date, hash_type)
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
+    if not matches:
         raise AuthenticationFailed("signature mismatch")
     if not keypair.is_active:
         raise AuthenticationFailed("the keypair is inactive")
@@ -126,8 +133,15 @@ async def authenticate(request: web.Request) -> KeypairInfo:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    if not is_public(request) and request.match_info.http_exception is None:
-        request[KEYPAIR] = await authenticate(request)
+    if is_public(request) or is_console_route(request):
+        return await handler(request)
+    if request.match_info.http_exception is None:
+        console = uses_console_session(request)
+        if not console and "Authorization" in request.headers:
+            check_version_header(request)  # a call without a signature is 401 first
+        keypair = await (authenticate_console(request) if console else authenticate(request))
+        await limit_keypair(request, keypair)
+        request[KEYPAIR] = keypair
     return await handler(request)
 
 

@@ -8,6 +8,7 @@ from manager.config import ManagerConfig
 from manager.events import EventBus
 from manager.registry import AgentRegistry
 from manager.services.control import SessionControl
+from manager.services.files import SessionFiles
 from manager.services.keypairs import KeypairStore
 from manager.services.routes import QueryCounter
 from manager.services.sessions import SessionCreator
@@ -20,3 +21,4 @@ KEYPAIRS = web.AppKey("kraken.keypairs", KeypairStore)
 COUNTER = web.AppKey("kraken.counter", QueryCounter)
 CREATOR = web.AppKey("kraken.creator", SessionCreator)
 CONTROL = web.AppKey("kraken.control", SessionControl)
+FILES = web.AppKey("kraken.files", SessionFiles)

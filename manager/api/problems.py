@@ -23,6 +23,7 @@ from common.errors import (
 log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+API_VERSION = "v4.20181215"  # the API version this server speaks; in every problem body
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -33,6 +34,7 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 def problem_response(error: KrakenError) -> web.Response:
     body = error.to_problem()
     body["status"] = error.status
+    body["version"] = API_VERSION
     return web.Response(body=orjson.dumps(body), status=error.status,
                         content_type=PROBLEM_CONTENT_TYPE)
 
@@ -44,7 +46,7 @@ def _http_problem(exc: web.HTTPException) -> web.Response:
         return problem_response(MethodNotAllowed("method not allowed on this endpoint"))
     body = {"type": PROBLEM_TYPE_PREFIX + "http-error", "title": exc.reason,
             "detail": exc.text if exc.text and not exc.text.startswith(str(exc.status))
-            else exc.reason, "status": exc.status}
+            else exc.reason, "status": exc.status, "version": API_VERSION}
     return web.Response(body=orjson.dumps(body), status=exc.status,
                         content_type=PROBLEM_CONTENT_TYPE)
 

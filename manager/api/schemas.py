@@ -8,6 +8,7 @@ from common.errors import InvalidAPIParameters
 from manager.services.control import ExecuteSpec
 from manager.services.images import memory_bytes
 from manager.services.sessions import CreateSpec
+from manager.vfolders.paths import parse_mounts
 
 TOKEN = re.compile(r"^[A-Za-z0-9._:-]{4,64}$")
 EXEC_MODES = {"query", "batch", "continue", "input", "user-input"}
@@ -64,11 +65,6 @@ def _config(body: dict[str, Any]) -> dict[str, Any]:
     if cluster is not None and (isinstance(cluster, bool) or cluster != 1):
         raise InvalidAPIParameters("'config.clusterSize' must be 1 (multi-container "
                                    "sessions are not supported yet)")
-    mounts = config.get("mounts")
-    if mounts is not None and not isinstance(mounts, list):
-        raise InvalidAPIParameters("'config.mounts' must be a list")
-    if mounts:
-        raise InvalidAPIParameters("virtual folders are not supported yet")
     return config
 
 
@@ -89,6 +85,7 @@ def parse_create(body: dict[str, Any]) -> CreateSpec:
         cpu=_number(config, "instanceCores"),
         mem=memory_bytes(mem) if mem is not None else None,
         gpu=_number(config, "instanceGPUs", "instanceGPU") or 0.0,
+        mounts=tuple(parse_mounts(config.get("mounts"))),
     )
 
 

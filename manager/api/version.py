@@ -6,13 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
-from common.errors import UnsupportedAPIVersion
-from manager.api.problems import json_response
+from common.errors import InvalidAPIParameters, UnsupportedAPIVersion
+from manager.api.problems import API_VERSION, json_response
 
-API_VERSION = "v4.20181215"  # client 18.12.3 picks its REST mode by comparing to this
-MAJOR = 4
+MAJOR = 4  # client 18.12.3 picks its REST mode by comparing to API_VERSION
 PREFIXES = ("", f"/v{MAJOR}")
 _PREFIX = re.compile(r"^/v(\d+)(?:/|$)")
+_HEADER = re.compile(r"^v(\d+)\.(\d{8})$")
 
 
 async def get_version(request: web.Request) -> web.Response:
@@ -26,6 +26,22 @@ async def version_middleware(request: web.Request, handler: Any) -> web.StreamRe
         raise UnsupportedAPIVersion(
             f"API major version v{m.group(1)} is not supported; use v{MAJOR} or no prefix")
     return await handler(request)
+
+
+def check_version_header(request: web.Request) -> None:
+    """``X-BackendAI-Version`` on authenticated calls (seed 004 §2.6.6): missing or
+    malformed → 400; a major version other than ours → 404."""
+    value = request.headers.get("X-BackendAI-Version")
+    if not value:
+        raise InvalidAPIParameters("the X-BackendAI-Version header is required "
+                                   f"(e.g. {API_VERSION})")
+    m = _HEADER.match(value.strip())
+    if m is None:
+        raise InvalidAPIParameters(f"malformed X-BackendAI-Version {value[:40]!r}; "
+                                   f"expected the form {API_VERSION}")
+    if int(m.group(1)) != MAJOR:
+        raise UnsupportedAPIVersion(f"API major version v{m.group(1)} is not supported; "
+                                    f"this server speaks {API_VERSION}")
 
 
 def is_public(request: web.Request) -> bool:

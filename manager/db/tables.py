@@ -85,3 +85,62 @@ kernel_events = sa.Table(
     sa.Column("reason", sa.String(256), nullable=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )
+
+# ---- added by migration 0002: virtual folders and per-keypair API policy ----------------
+
+vfolders = sa.Table(
+    "vfolders", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("host", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(64),
+              sa.ForeignKey("keypairs.access_key", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("last_used", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("max_files", sa.Integer, nullable=False, server_default="1000"),
+    sa.Column("max_size", sa.BigInteger, nullable=False, server_default="1024"),  # MiB
+    sa.Column("num_files", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cur_size", sa.BigInteger, nullable=False, server_default="0"),
+    sa.UniqueConstraint("owner", "name", name="uq_vfolders_owner_name"),
+)
+
+vfolder_permissions = sa.Table(
+    "vfolder_permissions", metadata,
+    sa.Column("vfolder_id", UUID(as_uuid=True),
+              sa.ForeignKey("vfolders.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("access_key", sa.String(64),
+              sa.ForeignKey("keypairs.access_key", ondelete="CASCADE"), primary_key=True),
+    sa.Column("permission", sa.String(2), nullable=False),
+    sa.CheckConstraint("permission IN ('ro', 'rw', 'rd')", name="ck_vfolder_permission"),
+    sa.Index("ix_vfolder_permissions_access_key", "access_key"),
+)
+
+keypair_policies = sa.Table(
+    "keypair_policies", metadata,
+    sa.Column("access_key", sa.String(64),
+              sa.ForeignKey("keypairs.access_key", ondelete="CASCADE"), primary_key=True),
+    sa.Column("rate_limit", sa.Integer, nullable=True),
+    sa.Column("resource_policy", sa.String(256), nullable=True),
+)
+
+# ---- added by migration 0003: virtual folder invitations ---------------------------------
+
+vfolder_invitations = sa.Table(
+    "vfolder_invitations", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("vfolder_id", UUID(as_uuid=True),
+              sa.ForeignKey("vfolders.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("inviter", sa.String(64),
+              sa.ForeignKey("keypairs.access_key", ondelete="CASCADE"), nullable=False),
+    sa.Column("invitee", sa.String(256), nullable=False),  # a keypair's user_id
+    sa.Column("permission", sa.String(2), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.CheckConstraint("permission IN ('ro', 'rw', 'rd')",
+                       name="ck_vfolder_invitation_permission"),
+    sa.CheckConstraint("state IN ('pending', 'accepted', 'rejected')",
+                       name="ck_vfolder_invitation_state"),
+    sa.Index("ix_vfolder_invitations_pending", "vfolder_id", "invitee", unique=True,
+             postgresql_where=sa.text("state = 'pending'")),
+    sa.Index("ix_vfolder_invitations_invitee", "invitee"),
+)

@@ -168,6 +168,10 @@ class SessionControl:
         self._routes.put(caller.access_key, ident, route)
         return route
 
+    def forget_route(self, route: Route) -> None:
+        """The agent no longer has this kernel: look it up afresh next time."""
+        self._routes.forget(route.kernel_id)
+
     async def execute(self, caller: KeypairInfo, ident: str, spec: ExecuteSpec
                       ) -> dict[str, Any]:
         route = await self.route(caller, ident)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.errors import InvalidAPIParameters, SessionAlreadyExists
 from common.ids import AccessKey, new_access_key, new_secret_key
-from manager.db.tables import keypairs
+from manager.db.tables import keypair_policies, keypairs
 
 CACHE_TTL = 2.0
 
@@ -27,11 +27,12 @@ class KeypairInfo:
     is_active: bool
     is_admin: bool
     concurrency_limit: int
+    rate_limit: int | None = None  # requests per window; None: the configured default
 
     @classmethod
     def from_row(cls, row: Any) -> KeypairInfo:
         return cls(AccessKey(row.access_key), row.secret_key, row.user_id, row.is_active,
-                   row.is_admin, row.concurrency_limit)
+                   row.is_admin, row.concurrency_limit, getattr(row, "rate_limit", None))
 
 
 class KeypairStore:
@@ -47,9 +48,11 @@ class KeypairStore:
         hit = self._cache.get(access_key)
         if hit is not None and hit[0] > now:
             return hit[1]
+        query = sa.select(keypairs, keypair_policies.c.rate_limit).outerjoin(
+            keypair_policies, keypair_policies.c.access_key == keypairs.c.access_key
+        ).where(keypairs.c.access_key == access_key)
         async with self._engine.connect() as conn:
-            row = (await conn.execute(
-                sa.select(keypairs).where(keypairs.c.access_key == access_key))).first()
+            row = (await conn.execute(query)).first()
         info = KeypairInfo.from_row(row) if row is not None else None
         if len(self._cache) > 10_000:
             self._cache.clear()

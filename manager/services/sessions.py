@@ -36,6 +36,7 @@ from manager.scheduler import AgentSnapshot, PlacementRequest, could_ever_fit, s
 from manager.services.images import SlotRequest, resolve_image, slots_to_floats
 from manager.services.keypairs import KeypairInfo
 from manager.services.lifecycle import Transition, record_created, transition
+from manager.vfolders.service import VFolderService
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class CreateSpec:
     cpu: float | None = None
     mem: int | None = None  # bytes
     gpu: float = 0.0
+    mounts: tuple[tuple[str, str], ...] = ()  # (vfolder name, target under /home/work)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,7 @@ class SessionCreator:
         self._engine = engine
         self._registry = registry
         self._events = events
+        self._vfolders = VFolderService(config.vfolders, engine)
 
     async def create(self, owner: KeypairInfo, spec: CreateSpec) -> tuple[str, bool]:
         """Returns (kernelId for the client, created?)."""
@@ -79,11 +82,12 @@ class SessionCreator:
             reuse = await self._admit(conn, owner, spec)
             if reuse is not None:
                 return reuse, False
+            mounts = await self._vfolders.resolve_mounts(owner, list(spec.mounts))
             pending = await self._insert(conn, owner, spec)
         await self._events.publish([pending[1]])
         try:
             await self._place(pending[0])
-            await self._prepare(owner, spec, pending[0].kernel_id)
+            await self._prepare(owner, spec, pending[0].kernel_id, mounts)
         except BaseException as e:
             await asyncio.shield(self._fail(pending[0].kernel_id, e))
             if isinstance(e, Exception) and not isinstance(e, KrakenError):
@@ -147,12 +151,14 @@ class SessionCreator:
         if chosen is None:
             raise NoAgentAvailable("no agent has enough free resources for this session now")
 
-    async def _prepare(self, owner: KeypairInfo, spec: CreateSpec, kernel_id: uuid.UUID) -> None:
+    async def _prepare(self, owner: KeypairInfo, spec: CreateSpec, kernel_id: uuid.UUID,
+                       mounts: list[dict[str, str]]) -> None:
         """SCHEDULED → PREPARING → agent CreateKernel → RUNNING; on failure → ERROR."""
         agent_id, slots, image = await self._move(kernel_id, SessionStatus.PREPARING, None)
         msg = CreateKernel(kernel_id=str(kernel_id), session_name=spec.session_name,
                            access_key=owner.access_key, image=image, slots=slots,
-                           environ=spec.environ)
+                           environ=spec.environ, mounts=list(mounts),
+                           idle_timeout=self.config.sessions.idle_timeout or None)
         reply = await self._registry.request(agent_id, msg, self.config.link.create_timeout)
         created = expect(reply, KernelCreated)
         await self._move(kernel_id, SessionStatus.RUNNING, None, {

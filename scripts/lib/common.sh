@@ -31,7 +31,7 @@ stamp_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 
 do_install() {
   mkdir -p "$VAR"/{logs,run,scratch,keys}
-  apt_install postgresql redis-server mmdebstrap ca-certificates
+  apt_install postgresql redis-server mmdebstrap ca-certificates chromium chromium-driver
   local python="${PYTHON:-python3}"
   command -v "$python" >/dev/null || die "python3 (>= 3.11) not found"
   "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python >= 3.11 is required"

@@ -69,6 +69,8 @@ public_key_file = "{keys}/manager.key"
 join_token_file = "{keys}/join_token"
 heartbeat_interval = 1.0
 heartbeat_timeout = 5.0
+[vfolders]
+root = "{self.workdir}/vfolders"
 [logging]
 level = "INFO"
 """)

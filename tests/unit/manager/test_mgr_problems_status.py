@@ -21,7 +21,7 @@ def test_kraken_error_becomes_problem_json() -> None:
     body = orjson.loads(resp.body)  # type: ignore[arg-type]
     assert body == {"type": "https://api.backend.ai/probs/kernel-not-found",
                     "title": "No such kernel session", "detail": "no session 'x'",
-                    "status": 404}
+                    "status": 404, "version": "v4.20181215"}
     assert problem_response(QuotaExceeded()).status == 412
 
 
@@ -55,8 +55,10 @@ def test_create_body_validation() -> None:
         ({"lang": 3, "clientSessionToken": "abcd"}, "lang"),
         ({"lang": "p", "clientSessionToken": "abcd", "config": {"clusterSize": 2}},
          "clusterSize"),
-        ({"lang": "p", "clientSessionToken": "abcd", "config": {"mounts": ["d"]}},
-         "virtual folders"),
+        ({"lang": "p", "clientSessionToken": "abcd", "config": {"mounts": ["../d"]}},
+         "mounts"),
+        ({"lang": "p", "clientSessionToken": "abcd", "config": {"mounts": "d"}},
+         "mounts"),
         ({"lang": "p", "clientSessionToken": "abcd", "config": {"environ": {"A": 1}}},
          "environ"),
         ({"lang": "p", "clientSessionToken": "abcd", "config": {"instanceCores": "x"}},
