@@ -25,7 +25,11 @@ class EventBus:
     @classmethod
     async def connect(cls, url: str) -> EventBus:
         """Connect and ping; raise ServiceUnavailable with a clear message if Redis is down."""
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=3)
+        # a bounded pool that makes callers wait for a connection under bursts, rather
+        # than failing (which would let rate-limited requests through unchecked)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=5, socket_connect_timeout=3)
+        client = aioredis.Redis.from_pool(pool)  # the client owns and closes the pool
         try:
             await client.ping()
         except (RedisError, OSError) as e:

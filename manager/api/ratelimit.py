@@ -5,16 +5,19 @@ An authenticated request counts against its access key (limit: the keypair's
 (public routes, failed authentication, unknown routes) counts against the client
 IP (``ratelimit.anonymous``) once it is answered. The window is a Redis sorted set
 per caller, trimmed, counted and extended by ONE Lua script — atomic, exact, shared
-by every manager replica, one round trip on the execute hot path. Redis time is
+by every manager replica; the hot path waits for it only near the limit (see
+``RateLimiter``). Redis time is
 the clock, so replicas with skewed clocks agree. A request past the limit is not
 counted and gets a 429 problem. Every response carries ``X-RateLimit-Limit``,
 ``X-RateLimit-Remaining`` and ``X-RateLimit-Window`` (seconds).
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -66,7 +69,18 @@ RATE = web.RequestKey("kraken.rate", RateState)
 
 
 class RateLimiter:
-    """Counts requests per caller in a rolling window shared through Redis."""
+    """Counts requests per caller in a rolling window shared through Redis.
+
+    Every request is counted in Redis. A request waits for Redis only when the
+    caller may be near its limit: while the last answer from Redis (at most
+    ``FRESH`` seconds old) left more than ``margin(limit)`` requests, the count is
+    sent in the background and the request goes on with the local estimate, so
+    the execute hot path pays no Redis round trip. Near the limit every request
+    waits, so the 429 boundary stays exact up to what other replicas have in
+    flight at that moment.
+    """
+
+    FRESH = 1.0
 
     def __init__(self, client: aioredis.Redis, window: int, keypair_default: int,
                  anonymous: int) -> None:
@@ -76,9 +90,27 @@ class RateLimiter:
         self._script = client.register_script(_WINDOW_LUA)
         self._nonce = secrets.token_hex(4)
         self._seq = itertools.count()
+        self._known: dict[str, tuple[float, int]] = {}  # bucket → (when, used)
+        self._pending: set[asyncio.Task[None]] = set()
+
+    @staticmethod
+    def margin(limit: int) -> int:
+        return max(100, limit // 50)
 
     async def hit(self, bucket: str, limit: int) -> RateState:
         """Count one request of ``bucket``; a Redis failure lets it through (logged)."""
+        known = self._known.get(bucket)
+        now = time.monotonic()
+        if known is not None and now - known[0] < self.FRESH \
+                and limit - known[1] > self.margin(limit):
+            self._known[bucket] = (known[0], known[1] + 1)
+            task = asyncio.ensure_future(self._count(bucket, limit))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+            return RateState(limit, known[1] + 1, self.window, True)
+        return await self._count(bucket, limit)
+
+    async def _count(self, bucket: str, limit: int) -> RateState:
         member = f"{self._nonce}.{next(self._seq)}"
         try:
             used, allowed = await self._script(
@@ -86,7 +118,14 @@ class RateLimiter:
         except (RedisError, OSError) as e:
             log.warning("rate limit not checked (Redis: %s)", type(e).__name__)
             return RateState(limit, 0, self.window, True)
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known[bucket] = (time.monotonic(), int(used))
         return RateState(limit, int(used), self.window, bool(allowed))
+
+    async def close(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
 
 LIMITER = web.AppKey("kraken.ratelimiter", RateLimiter)
@@ -140,3 +179,4 @@ async def ratelimit_ctx(app: web.Application) -> AsyncIterator[None]:
     app[LIMITER] = RateLimiter(app[EVENTS].client, cfg.window, cfg.keypair_default,
                                cfg.anonymous)
     yield
+    await app[LIMITER].close()

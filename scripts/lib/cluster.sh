@@ -67,12 +67,14 @@ ensure_admin_keypair() {
   mv "$f.tmp" "$f"
 }
 
-agent_joined() {
-  "$PY" - "$PG_URL" <<'PYCODE'
+agent_joined() {  # agent_joined SINCE: an agent joined or beat after SINCE (epoch seconds)
+  "$PY" - "$PG_URL" "$1" <<'PYCODE'
 import asyncio, sys, asyncpg
 async def main():
     conn = await asyncpg.connect(sys.argv[1])
-    n = await conn.fetchval("SELECT count(*) FROM agents WHERE status = 'ALIVE'")
+    n = await conn.fetchval(
+        "SELECT count(*) FROM agents WHERE status = 'ALIVE' "
+        "AND last_heartbeat >= to_timestamp($1)", float(sys.argv[2]))
     await conn.close()
     sys.exit(0 if n else 1)
 asyncio.run(main())
@@ -85,8 +87,9 @@ cluster_up() {
   ensure_admin_keypair
   start_daemon manager serve -c "$VAR/manager.toml"
   wait_for 30 "the manager API (see var/logs/manager.*)" api_ready
+  local since; since="$(date +%s)"
   start_daemon agent -c "$VAR/agent.toml"
-  wait_for 60 "the agent to join (see var/logs/agent.*)" agent_joined
+  wait_for 60 "the agent to join (see var/logs/agent.*)" agent_joined "$since"
   (umask 077
    { echo "# Kraken dev cluster: source me (. var/env.sh)"
      echo "export BACKEND_ENDPOINT=http://127.0.0.1:$API_PORT"
