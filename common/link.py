@@ -87,6 +87,18 @@ class _LinkBase:
         self._sock.close(linger=0)
         self._ctx.term()
 
+    def _take(self, frame: bytes) -> tuple[Message, int] | None:
+        """Decode a frame; a reply resolves its waiting request (→ None), a request or
+        one-way message is returned for a handler; an undecodable frame is dropped."""
+        try:
+            msg, corr_id = self.protocol.decode(frame)
+        except WireFormatError as e:
+            log.warning("dropping an undecodable %s frame: %s", self.protocol.name, e)
+            return None
+        if corr_id < 0 and self._corr.resolve(-corr_id, msg):
+            return None
+        return msg, corr_id
+
     async def _await_reply(self, corr_id: int, fut: asyncio.Future[Message],
                            timeout: float) -> Message:
         try:
@@ -138,14 +150,9 @@ class RouterLink(_LinkBase):
                 log.warning("dropping a %d-frame message on the agent link", len(frames))
                 continue
             peer, frame = frames
-            try:
-                msg, corr_id = self.protocol.decode(frame)
-            except WireFormatError as e:
-                log.warning("dropping an undecodable agent-link frame: %s", e)
-                continue
-            if corr_id < 0 and self._corr.resolve(-corr_id, msg):
-                continue
-            self._spawn(self._handle(peer, msg, corr_id))
+            incoming = self._take(frame)
+            if incoming is not None:
+                self._spawn(self._handle(peer, *incoming))
 
     async def _handle(self, peer: PeerId, msg: Message, corr_id: int) -> None:
         try:
@@ -188,15 +195,9 @@ class DealerLink(_LinkBase):
 
     async def _recv_loop(self) -> None:
         while True:
-            frame = await self._sock.recv()
-            try:
-                msg, corr_id = self.protocol.decode(frame)
-            except WireFormatError as e:
-                log.warning("dropping an undecodable manager frame: %s", e)
-                continue
-            if corr_id < 0 and self._corr.resolve(-corr_id, msg):
-                continue
-            self._spawn(self._handle(msg, corr_id))
+            incoming = self._take(await self._sock.recv())
+            if incoming is not None:
+                self._spawn(self._handle(*incoming))
 
     async def _handle(self, msg: Message, corr_id: int) -> None:
         try:

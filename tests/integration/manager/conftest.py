@@ -243,18 +243,24 @@ async def _truncate(url: str) -> None:
         await conn.close()
 
 
-@pytest.fixture
-def mgr_config(mgr_db_url: str, tmp_path: Path) -> ManagerConfig:
+def make_manager_config(db_url: str, tmp_path: Path, **extra: Any) -> ManagerConfig:
+    """A test manager config: fresh link keys, fast heartbeats, short timeouts."""
     linkkeys.generate(tmp_path / "keys")
     return ManagerConfig.model_validate({
-        "db": {"url": mgr_db_url}, "redis": {"url": REDIS_URL},
+        "db": {"url": db_url}, "redis": {"url": REDIS_URL},
         "link": {"bind": "tcp://127.0.0.1:*", "join_token": "join-" + secrets.token_hex(8),
                  "secret_key_file": str(tmp_path / "keys" / linkkeys.SECRET_NAME),
                  "public_key_file": str(tmp_path / "keys" / linkkeys.PUBLIC_NAME),
                  "heartbeat_interval": 0.3, "heartbeat_timeout": 60.0,
                  "create_timeout": 5.0, "request_timeout": 5.0},
         "exec": {"timeout": 5.0},
+        **extra,
     })
+
+
+@pytest.fixture
+def mgr_config(mgr_db_url: str, tmp_path: Path) -> ManagerConfig:
+    return make_manager_config(mgr_db_url, tmp_path)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ temporary root, plus request helpers for uploads and downloads."""
 from __future__ import annotations
 
 import io
-import secrets
 import zlib
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,11 @@ import aiohttp
 import orjson
 import pytest
 
-from manager import linkkeys
 from manager.config import ManagerConfig
 from tests.integration.manager.conftest import (  # noqa: F401  (fixtures)
-    REDIS_URL,
     Harness,
     harness,
+    make_manager_config,
     mgr_db_url,
 )
 
@@ -30,18 +28,8 @@ def vf_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def mgr_config(mgr_db_url: str, tmp_path: Path, vf_root: Path) -> ManagerConfig:  # noqa: F811
-    linkkeys.generate(tmp_path / "keys")
-    return ManagerConfig.model_validate({
-        "db": {"url": mgr_db_url}, "redis": {"url": REDIS_URL},
-        "link": {"bind": "tcp://127.0.0.1:*", "join_token": "join-" + secrets.token_hex(8),
-                 "secret_key_file": str(tmp_path / "keys" / linkkeys.SECRET_NAME),
-                 "public_key_file": str(tmp_path / "keys" / linkkeys.PUBLIC_NAME),
-                 "heartbeat_interval": 0.3, "heartbeat_timeout": 60.0,
-                 "create_timeout": 5.0, "request_timeout": 5.0},
-        "exec": {"timeout": 5.0},
-        "vfolders": {"root": str(vf_root), "max_size": "1m", "max_files": 5,
-                     "max_folders": 3},
-    })
+    return make_manager_config(mgr_db_url, tmp_path, vfolders={
+        "root": str(vf_root), "max_size": "1m", "max_files": 5, "max_folders": 3})
 
 
 async def upload(h: Harness, name: str, files: dict[str, bytes],
