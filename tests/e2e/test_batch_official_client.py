@@ -155,3 +155,26 @@ with Session() as s:
     assert "INPUT waiting-input {'is_password': True}" in out.stdout, out.stdout
     assert "AFTER finished pw 7" in out.stdout, out.stdout
     assert "CAP True True" in out.stdout, out.stdout
+
+
+def test_overlapping_runs_are_served_first_in_first_out(client_py: Run) -> None:
+    code = r'''
+from ai.backend.client.session import Session
+with Session() as s:
+    k = s.Kernel.get_or_create("python", client_token="e2e-fifo")
+    a = k.execute("run-a", "import time\nfor i in range(6):\n    print('a', i); time.sleep(1)",
+                  mode="query")
+    # run B arrives while A is still running: it waits its turn
+    b = k.execute("run-b", "print('b ran')", mode="query")
+    print("B-FIRST", b["status"], b["console"])
+    while a["status"] != "finished":
+        a = k.execute("run-a", "", mode="continue")
+    while b["status"] != "finished":
+        b = k.execute("run-b", "", mode="continue")
+    print("B-LAST", b["console"])
+    k.destroy()
+'''
+    out = client_py(code)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "B-FIRST continued []" in out.stdout, out.stdout
+    assert "B-LAST [['stdout', 'b ran\\n']]" in out.stdout, out.stdout
