@@ -91,7 +91,7 @@ class RateLimiter:
         self._nonce = secrets.token_hex(4)
         self._seq = itertools.count()
         self._known: dict[str, tuple[float, int]] = {}  # bucket → (when, used)
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Task[RateState]] = set()
 
     @staticmethod
     def margin(limit: int) -> int:
