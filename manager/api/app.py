@@ -97,7 +97,7 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     app[KEYPAIRS] = KeypairStore(app[DB])
     app[CREATOR] = SessionCreator(config, app[DB], registry, app[EVENTS])
     app[CONTROL] = SessionControl(config, app[DB], registry, app[EVENTS], routes, counter)
-    app[FILES] = SessionFiles(app[CONTROL], registry)
+    app[FILES] = SessionFiles(app[CONTROL])
     flusher = asyncio.ensure_future(_flush_loop(app))
     yield
     flusher.cancel()

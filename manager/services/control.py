@@ -6,15 +6,15 @@ Only the owner or an admin keypair sees a session; everyone else gets 404.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.codec import Message
 from common.errors import KernelNotFound, KrakenError, ServiceUnavailable
 from common.ids import new_run_id
 from common.link import expect
@@ -43,6 +43,7 @@ from manager.services.routes import QueryCounter, Route, RouteCache
 log = logging.getLogger(__name__)
 
 LIVE = [s.value for s in LIVE_STATUSES]
+R = TypeVar("R", bound=Message)
 STATS_TIMEOUT = 2.0
 
 
@@ -168,43 +169,38 @@ class SessionControl:
         self._routes.put(caller.access_key, ident, route)
         return route
 
-    def forget_route(self, route: Route) -> None:
-        """The agent no longer has this kernel: look it up afresh next time."""
-        self._routes.forget(route.kernel_id)
+    async def ask(self, route: Route, msg: Message, reply_cls: type[R],
+                  timeout: float | None = None) -> R:
+        """Send ``msg`` to the session's agent and expect a ``reply_cls``; when the agent
+        no longer has the kernel, the cached route is dropped so the next call looks
+        the session up afresh."""
+        reply = await self._registry.request(
+            route.agent_id, msg, timeout or self.config.link.request_timeout)
+        try:
+            return expect(reply, reply_cls)
+        except KernelNotFound:
+            self._routes.forget(route.kernel_id)
+            raise
 
     async def execute(self, caller: KeypairInfo, ident: str, spec: ExecuteSpec
                       ) -> dict[str, Any]:
         route = await self.route(caller, ident)
         run_id = spec.run_id or new_run_id()
-        flush = self.config.exec.flush_timeout
         msg = Execute(kernel_id=str(route.kernel_id), run_id=run_id, mode=spec.mode,
-                      code=spec.code, options=spec.options, flush_timeout=flush)
-        started = time.monotonic()
-        reply = await self._registry.request(route.agent_id, msg, self.config.exec.timeout)
-        try:
-            result = expect(reply, ExecuteResult)
-        except KernelNotFound:
-            self._routes.forget(route.kernel_id)
-            raise
+                      code=spec.code, options=spec.options,
+                      flush_timeout=self.config.exec.flush_timeout)
+        result = await self.ask(route, msg, ExecuteResult, self.config.exec.timeout)
         self._counter.count(route)
-        log.debug("execute on %s took %.1f ms", route.kernel_id,
-                  (time.monotonic() - started) * 1000)
         return {"runId": result.run_id or run_id, "status": result.status,
                 "console": result.console, "exitCode": result.exit_code,
                 "options": result.options, "files": result.files}
 
     async def interrupt(self, caller: KeypairInfo, ident: str) -> None:
         route = await self.route(caller, ident)
-        reply = await self._registry.request(
-            route.agent_id, InterruptKernel(kernel_id=str(route.kernel_id)),
-            self.config.link.request_timeout)
-        expect(reply, Ack)
+        await self.ask(route, InterruptKernel(kernel_id=str(route.kernel_id)), Ack)
 
     async def complete(self, caller: KeypairInfo, ident: str, code: str,
                        options: dict[str, Any] | None) -> list[str]:
         route = await self.route(caller, ident)
-        reply = await self._registry.request(
-            route.agent_id,
-            CompleteCode(kernel_id=str(route.kernel_id), code=code, options=options),
-            self.config.link.request_timeout)
-        return list(expect(reply, CompletionResult).items)
+        msg = CompleteCode(kernel_id=str(route.kernel_id), code=code, options=options)
+        return list((await self.ask(route, msg, CompletionResult)).items)
