@@ -37,24 +37,35 @@ class RouteCache:
     def __init__(self, ttl: float = ROUTE_TTL) -> None:
         self._ttl = ttl
         self._routes: dict[tuple[str, str], tuple[float, Route]] = {}
+        self._by_kernel: dict[uuid.UUID, set[tuple[str, str]]] = {}  # for forget()
 
     def get(self, caller: str, ident: str) -> Route | None:
         hit = self._routes.get((caller, ident))
         if hit is None:
             return None
         if hit[0] < time.monotonic():
-            del self._routes[(caller, ident)]
+            self._drop((caller, ident), hit[1].kernel_id)
             return None
         return hit[1]
 
     def put(self, caller: str, ident: str, route: Route) -> None:
         if len(self._routes) > 50_000:
             self._routes.clear()
+            self._by_kernel.clear()
         self._routes[(caller, ident)] = (time.monotonic() + self._ttl, route)
+        self._by_kernel.setdefault(route.kernel_id, set()).add((caller, ident))
 
     def forget(self, kernel_id: uuid.UUID) -> None:
-        for key in [k for k, (_, r) in self._routes.items() if r.kernel_id == kernel_id]:
-            del self._routes[key]
+        for key in self._by_kernel.pop(kernel_id, ()):
+            self._routes.pop(key, None)
+
+    def _drop(self, key: tuple[str, str], kernel_id: uuid.UUID) -> None:
+        del self._routes[key]
+        keys = self._by_kernel.get(kernel_id)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_kernel[kernel_id]
 
 
 class QueryCounter:
