@@ -9,8 +9,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.errors import InvalidAPIParameters
-from common.ids import new_access_key, new_secret_key
 from manager.db.tables import kernels, keypair_policies, keypairs
+from manager.services.keypairs import create_keypair
 
 KEYPAIR_COLUMNS = ("is_active", "is_admin", "concurrency_limit")
 POLICY_COLUMNS = ("rate_limit", "resource_policy")
@@ -48,16 +48,16 @@ async def _set_policy(conn: AsyncConnection, access_key: str, props: KeyPairProp
 
 
 async def insert_keypair(engine: AsyncEngine, user_id: str, props: KeyPairProps) -> str:
-    """Create a keypair with fresh keys; returns its access key."""
-    if not user_id or len(user_id) > 256:
-        raise InvalidAPIParameters("user_id must be 1-256 characters")
-    values = {"is_active": True, "is_admin": False, **props.validate().values(KEYPAIR_COLUMNS)}
-    access_key = new_access_key()
+    """Create a keypair with fresh keys and its policy; returns its access key."""
+    props.validate()
     async with engine.begin() as conn:
-        await conn.execute(sa.insert(keypairs).values(
-            access_key=access_key, secret_key=new_secret_key(), user_id=user_id, **values))
-        await _set_policy(conn, access_key, props)
-    return access_key
+        info = await create_keypair(
+            engine, user_id=user_id, conn=conn,
+            is_admin=bool(props.is_admin),
+            is_active=props.is_active is not False,
+            concurrency_limit=5 if props.concurrency_limit is None else props.concurrency_limit)
+        await _set_policy(conn, info.access_key, props)
+    return info.access_key
 
 
 async def update_keypair(engine: AsyncEngine, access_key: str, props: KeyPairProps) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.errors import InvalidAPIParameters, SessionAlreadyExists
 from common.ids import AccessKey, new_access_key, new_secret_key
@@ -62,9 +62,13 @@ class KeypairStore:
 
 async def create_keypair(engine: AsyncEngine, *, user_id: str, is_admin: bool = False,
                          access_key: str | None = None, secret_key: str | None = None,
-                         concurrency_limit: int = 5) -> KeypairInfo:
-    """Create a keypair; with an explicit access key that exists, succeed only if the
-    secret matches (idempotent provisioning), else raise SessionAlreadyExists."""
+                         concurrency_limit: int = 5, is_active: bool = True,
+                         conn: AsyncConnection | None = None) -> KeypairInfo:
+    """Create a keypair (in ``conn``'s transaction when given); with an explicit access
+    key that exists, succeed only if the secret matches (idempotent provisioning),
+    else raise SessionAlreadyExists."""
+    if not user_id or len(user_id) > 256:
+        raise InvalidAPIParameters("user_id must be 1-256 characters")
     if concurrency_limit < 0:
         raise InvalidAPIParameters("concurrency limit must be >= 0")
     if access_key is not None and not (4 <= len(access_key) <= 64 and access_key.isalnum()):
@@ -74,20 +78,28 @@ async def create_keypair(engine: AsyncEngine, *, user_id: str, is_admin: bool = 
     values = {
         "access_key": access_key or new_access_key(),
         "secret_key": secret_key or new_secret_key(),
-        "user_id": user_id, "is_admin": is_admin, "is_active": True,
+        "user_id": user_id, "is_admin": is_admin, "is_active": is_active,
         "concurrency_limit": concurrency_limit,
     }
-    async with engine.begin() as conn:
-        stmt = pg_insert(keypairs).values(**values).on_conflict_do_nothing(
-            index_elements=["access_key"])
-        inserted = (await conn.execute(stmt)).rowcount
-        row = (await conn.execute(sa.select(keypairs).where(
-            keypairs.c.access_key == values["access_key"]))).one()
+    if conn is None:
+        async with engine.begin() as own:
+            row, inserted = await _insert(own, values)
+    else:
+        row, inserted = await _insert(conn, values)
     if not inserted and (secret_key is None or not hmac.compare_digest(
             row.secret_key.encode(), secret_key.encode())):
         raise SessionAlreadyExists(
             f"access key {values['access_key']} exists with a different secret key")
     return KeypairInfo.from_row(row)
+
+
+async def _insert(conn: AsyncConnection, values: dict[str, Any]) -> tuple[Any, bool]:
+    stmt = pg_insert(keypairs).values(**values).on_conflict_do_nothing(
+        index_elements=["access_key"])
+    inserted = bool((await conn.execute(stmt)).rowcount)
+    row = (await conn.execute(sa.select(keypairs).where(
+        keypairs.c.access_key == values["access_key"]))).one()
+    return row, inserted
 
 
 async def list_keypairs(engine: AsyncEngine) -> list[dict[str, Any]]:
