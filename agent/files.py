@@ -1,160 +1,107 @@
-"""Files of a kernel, handled on the host in its scratch dir (the container's /home/work).
+"""Files of a kernel, in its scratch dir (the container's /home/work), through the
+confined-file worker pool (``common.confined_pool``).
 
-The agent runs as root, and the container may have planted symlinks in its scratch
-dir, so every path is walked one component at a time with ``openat``-style calls
-(``dir_fd``) and ``O_NOFOLLOW``: a symlink anywhere on the way is refused, never
-followed, and ``..`` or an absolute path outside /home/work never gets that far.
-Written files and created directories belong to the kernel user (uid 1000).
-These functions block; the agent calls them through ``asyncio.to_thread``.
+The agent runs as root and the container may plant symlinks, FIFOs or swap names in
+its scratch dir at any moment, so the agent never touches those files itself: it opens
+the scratch dir (a path of its own) and hands the descriptor to an unprivileged worker
+running as the kernel's uid, which resolves the user's path below it component by
+component (``common.confined_fs``). Paths may be given relative to /home/work or as
+absolute paths inside it.
 """
 from __future__ import annotations
 
-import contextlib
-import errno
-import io
 import os
-import stat
-import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common.errors import Forbidden, InvalidAPIParameters, NotFound
+from common.confined_fs import DIR_FLAGS, Parts, split
+from common.confined_pool import ConfinedPool
+from common.errors import (
+    Forbidden,
+    InvalidAPIParameters,
+    NotFound,
+    PathNotAllowed,
+    PathNotFound,
+    PayloadTooLarge,
+    ResourceLimitExceeded,
+)
+from common.limits import (
+    MAX_DOWNLOAD_BYTES,
+    MAX_DOWNLOAD_FILES,
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_FILES,
+)
 from jail.policy import KERNEL_GID, KERNEL_UID
 
 HOME = "/home/work"
-MAX_UPLOAD_FILES = 20
-MAX_UPLOAD_BYTES = 1 << 20  # per file
-MAX_DOWNLOAD_FILES = 5
-MAX_DOWNLOAD_BYTES = 16 << 20  # per file
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+TRANSLATE = {PathNotAllowed: Forbidden, PathNotFound: NotFound,
+             ResourceLimitExceeded: PayloadTooLarge}
 
 
-def split_path(path: str) -> list[str]:
+def split_path(path: Any) -> Parts:
     """The components of ``path`` below /home/work; refuses anything that leaves it."""
-    if not isinstance(path, str) or "\x00" in path:
-        raise InvalidAPIParameters("a path must be a string without NUL characters")
-    if path.startswith("/"):
+    if isinstance(path, str) and path.startswith("/"):
         if path != HOME and not path.startswith(HOME + "/"):
             raise Forbidden(f"{path!r} is outside {HOME}")
-        path = path[len(HOME):]
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise Forbidden(f"{path!r}: '..' is not allowed")
-    return parts
-
-
-def _os_error(e: OSError, path: str) -> Exception:
-    if e.errno in (errno.ELOOP, errno.EMLINK):
-        return Forbidden(f"{path!r} is or passes through a symbolic link; refused")
-    if e.errno == errno.ENOENT:
-        return NotFound(f"{path!r}: no such file or directory")
-    if e.errno == errno.ENOTDIR:
-        return InvalidAPIParameters(f"{path!r}: a component is not a directory")
-    if e.errno == errno.EISDIR:
-        return InvalidAPIParameters(f"{path!r} is a directory")
-    return InvalidAPIParameters(f"{path!r}: {os.strerror(e.errno or 0)}")
-
-
-@contextlib.contextmanager
-def _walk(scratch: Path, parts: list[str], create: bool = False) -> Iterator[int]:
-    """An fd of the directory ``scratch/parts``, every component opened O_NOFOLLOW."""
-    fd = os.open(scratch, _DIR_FLAGS)
+        path = path[len(HOME):].lstrip("/")
     try:
-        for name in parts:
-            if create:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(name, 0o755, dir_fd=fd)
-                    os.chown(name, KERNEL_UID, KERNEL_GID, dir_fd=fd, follow_symlinks=False)
-            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = child
-        yield fd
-    finally:
-        os.close(fd)
+        return split(path)
+    except PathNotAllowed as e:
+        raise Forbidden(str(e)) from None
 
 
-def write_file(scratch: Path, path: str, data: bytes) -> str:
-    """Write one uploaded file; returns its path relative to /home/work."""
-    parts = split_path(path)
-    if not parts:
-        raise InvalidAPIParameters(f"{path!r} names no file")
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise InvalidAPIParameters(f"{path!r} is larger than {MAX_UPLOAD_BYTES} bytes")
-    try:
-        with _walk(scratch, parts[:-1], create=True) as dir_fd:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(parts[-1], flags, 0o644, dir_fd=dir_fd)
-            with os.fdopen(fd, "wb") as f:
-                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                    raise InvalidAPIParameters(f"{path!r} is not a regular file")
-                os.fchown(f.fileno(), KERNEL_UID, KERNEL_GID)
-                f.write(data)
-    except OSError as e:
-        raise _os_error(e, path) from None
-    return "/".join(parts)
+def scratch_pool(uid: int = KERNEL_UID, gid: int = KERNEL_GID, size: int = 2) -> ConfinedPool:
+    """The workers, running as the kernel user."""
+    return ConfinedPool(uid, gid, size, TRANSLATE)
 
 
-def upload(scratch: Path, files: list[dict[str, Any]]) -> list[str]:
-    """Check every entry first, then write them all."""
-    if not isinstance(files, list) or len(files) > MAX_UPLOAD_FILES:
-        raise InvalidAPIParameters(f"at most {MAX_UPLOAD_FILES} files per upload")
-    for item in files:
-        if not isinstance(item, dict) or not isinstance(item.get("data"), bytes):
-            raise InvalidAPIParameters("each file needs a path and bytes of data")
-        if not split_path(item.get("path")):  # type: ignore[arg-type]
-            raise InvalidAPIParameters(f"{item.get('path')!r} names no file")
-    return [write_file(scratch, item["path"], item["data"]) for item in files]
+class ScratchFiles:
+    """Upload, list and download for the kernels' scratch dirs."""
 
+    def __init__(self, pool: ConfinedPool) -> None:
+        self.pool = pool
 
-def list_dir(scratch: Path, path: str) -> tuple[str, list[dict[str, Any]]]:
-    """(absolute path in the container, entries) of one directory."""
-    parts = split_path(path or ".")
-    entries: list[dict[str, Any]] = []
-    try:
-        with _walk(scratch, parts) as fd:
-            for name in sorted(os.listdir(fd)):
-                with contextlib.suppress(FileNotFoundError):
-                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                    entries.append({"filename": name, "size": st.st_size,
-                                    "mode": stat.filemode(st.st_mode), "mtime": st.st_mtime})
-    except OSError as e:
-        raise _os_error(e, path) from None
-    return "/".join([HOME, *parts]), entries
+    async def _call(self, scratch: Path, op: str, args: dict[str, Any]) -> Any:
+        root = os.open(scratch, DIR_FLAGS)
+        try:
+            return await self.pool.result(op, args, [root])
+        finally:
+            os.close(root)
 
+    async def upload(self, scratch: Path, files: Any) -> list[str]:
+        """Check every entry first, then write them all (paths relative to /home/work)."""
+        if not isinstance(files, list) or len(files) > MAX_UPLOAD_FILES:
+            raise InvalidAPIParameters(f"at most {MAX_UPLOAD_FILES} files per upload")
+        items = []
+        for item in files:
+            if not isinstance(item, dict) or not isinstance(item.get("data"), bytes):
+                raise InvalidAPIParameters("each file needs a path and bytes of data")
+            parts = split_path(item.get("path"))
+            if not parts:
+                raise InvalidAPIParameters(f"{item.get('path')!r} names no file")
+            if len(item["data"]) > MAX_UPLOAD_BYTES:
+                raise InvalidAPIParameters(f"{item['path']!r} is larger than "
+                                           f"{MAX_UPLOAD_BYTES} bytes")
+            items.append([list(parts), item["data"]])
+        await self._call(scratch, "write_files", {"files": items})
+        return ["/".join(parts) for parts, _ in items]
 
-def _read_regular(scratch: Path, path: str) -> tuple[bytes, os.stat_result]:
-    parts = split_path(path)
-    if not parts:
-        raise InvalidAPIParameters(f"{path!r} is a directory, not a file")
-    try:
-        with _walk(scratch, parts[:-1]) as dir_fd:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-            with os.fdopen(fd, "rb") as f:
-                st = os.fstat(f.fileno())
-                if not stat.S_ISREG(st.st_mode):
-                    raise InvalidAPIParameters(f"{path!r} is not a regular file")
-                if st.st_size > MAX_DOWNLOAD_BYTES:
-                    raise InvalidAPIParameters(
-                        f"{path!r} is larger than {MAX_DOWNLOAD_BYTES} bytes")
-                return f.read(MAX_DOWNLOAD_BYTES + 1)[:MAX_DOWNLOAD_BYTES], st
-    except OSError as e:
-        raise _os_error(e, path) from None
+    async def list_dir(self, scratch: Path, path: Any) -> tuple[str, list[dict[str, Any]]]:
+        """(absolute path in the container, entries) of one directory."""
+        parts = split_path(path or ".")
+        entries = await self._call(scratch, "list", {"path": list(parts)})
+        for e in entries:
+            e.pop("atime", None)
+            e.pop("ctime", None)
+        return "/".join([HOME, *parts]), entries
 
-
-def tar_file(scratch: Path, path: str) -> bytes:
-    """One file as a tar archive holding it under its base name."""
-    data, st = _read_regular(scratch, path)
-    info = tarfile.TarInfo(split_path(path)[-1])
-    info.size, info.mtime, info.mode = len(data), int(st.st_mtime), stat.S_IMODE(st.st_mode)
-    info.uid, info.gid, info.uname, info.gname = KERNEL_UID, KERNEL_GID, "work", "work"
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def download(scratch: Path, files: list[str]) -> list[bytes]:
-    if not isinstance(files, list) or not 1 <= len(files) <= MAX_DOWNLOAD_FILES:
-        raise InvalidAPIParameters(f"download 1 to {MAX_DOWNLOAD_FILES} files at a time")
-    return [tar_file(scratch, f) for f in files]
+    async def download(self, scratch: Path, files: Any) -> list[bytes]:
+        """Each regular file (at most 16 MiB) as a tar archive holding it."""
+        if not isinstance(files, list) or not 1 <= len(files) <= MAX_DOWNLOAD_FILES:
+            raise InvalidAPIParameters(f"download 1 to {MAX_DOWNLOAD_FILES} files at a time")
+        paths = [split_path(f) for f in files]
+        if not all(paths):
+            raise InvalidAPIParameters("name files to download, not /home/work itself")
+        return [await self._call(scratch, "tar_file", {"path": list(p),
+                                                       "max_bytes": MAX_DOWNLOAD_BYTES})
+                for p in paths]

@@ -8,7 +8,6 @@ per file; ``logs`` answers ``{"result": {"logs": <text>}}``.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
 
 import orjson
 from aiohttp import BodyPartReader, MultipartWriter, web
@@ -16,6 +15,7 @@ from aiohttp import BodyPartReader, MultipartWriter, web
 from common.errors import InvalidAPIParameters, PayloadTooLarge
 from manager.api.auth import caller
 from manager.api.keys import FILES
+from manager.api.multipart import malformed_multipart, part_filename
 from manager.api.problems import json_response, read_json_object
 from manager.api.version import PREFIXES
 from manager.services.files import MAX_DOWNLOAD_FILES, MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES
@@ -39,21 +39,18 @@ async def read_uploads(request: web.Request) -> list[tuple[str, bytes]]:
     if not request.content_type.startswith("multipart/"):
         raise InvalidAPIParameters("upload expects a multipart/form-data body")
     files: list[tuple[str, bytes]] = []
-    try:
+    with malformed_multipart():
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 raise InvalidAPIParameters("nested multipart bodies are not supported")
-            # aiohttp clients (18.12.3's among them) percent-quote the filename: sub%2Fa.c
-            name = unquote(part.filename or "")
+            name = part_filename(part)
             if not name or len(name) > MAX_PATH:
                 raise InvalidAPIParameters("every part needs a filename (at most "
                                            f"{MAX_PATH} characters)")
             if len(files) >= MAX_UPLOAD_FILES:
                 raise InvalidAPIParameters(f"at most {MAX_UPLOAD_FILES} files per upload")
             files.append((name, await _read_part(part, name)))
-    except (ValueError, AssertionError) as e:
-        raise InvalidAPIParameters(f"malformed multipart body: {e}") from None
     if not files:
         raise InvalidAPIParameters("no files in the upload")
     return files

@@ -4,21 +4,24 @@ a staging batch, and downloads as multipart with gzip-encoded parts."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
 import uuid
 import zlib
 from pathlib import PurePosixPath
-from typing import IO, Any
+from typing import Any
 from urllib.parse import unquote
 
 import orjson
 from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.helpers import content_disposition_header
 
+from common.confined_pool import close_fds
 from common.errors import InvalidAPIParameters, VFolderLimitExceeded
+from manager.api.multipart import MULTIPART_ERRORS
 from manager.api.problems import read_json_object
 from manager.vfolders.paths import clean_relpath
-from manager.vfolders.transfer import TAR_TYPES, Batch, payload_size, stage_tar
+from manager.vfolders.storage import Payload
+from manager.vfolders.transfer import TAR_TYPES, Batch
 
 CHUNK = 256 * 1024
 MAX_PATHS = 1000
@@ -85,9 +88,15 @@ def page(items: list[Any], paging: tuple[int, int]) -> dict[str, Any]:
 # ---- uploads ---------------------------------------------------------------------------
 
 
-async def _save_part(part: BodyPartReader, batch: Batch, is_tar: bool) -> Any:
-    staged = batch.next_path()
-    fp = await asyncio.to_thread(open, staged, "xb")
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+async def _save_part(part: BodyPartReader, batch: Batch, is_tar: bool) -> tuple[str, int]:
+    """Stream a part into a new staged file; (staged name, its open descriptor)."""
+    name, fd = await batch.new_part()
     raw = 0
     try:
         while chunk := await part.read_chunk(CHUNK):
@@ -96,10 +105,11 @@ async def _save_part(part: BodyPartReader, batch: Batch, is_tar: bool) -> Any:
                 raise VFolderLimitExceeded("the tar archive is larger than the folder limit")
             if not is_tar:
                 batch.account(len(chunk))
-            await asyncio.to_thread(fp.write, chunk)
-    finally:
-        await asyncio.to_thread(fp.close)
-    return staged
+            await asyncio.to_thread(_write_all, fd, chunk)
+    except BaseException:
+        os.close(fd)
+        raise
+    return name, fd
 
 
 async def receive(request: web.Request, batch: Batch) -> None:
@@ -116,12 +126,15 @@ async def receive(request: web.Request, batch: Batch) -> None:
                       in TAR_TYPES)
             # aiohttp clients percent-quote filenames ("a%2Fb.txt"); decode, then check
             rel = clean_relpath(unquote(part.filename), allow_root=is_tar, what="filename")
-            staged = await _save_part(part, batch, is_tar)
-            if is_tar:
-                await asyncio.to_thread(stage_tar, batch, rel, staged)
-            else:
-                batch.add_file(rel, staged)
-    except (ValueError, AssertionError) as e:  # aiohttp's multipart parse errors
+            name, fd = await _save_part(part, batch, is_tar)
+            try:
+                if is_tar:
+                    await batch.add_tar(rel, fd)
+                else:
+                    batch.add_file(rel, [name])
+            finally:
+                os.close(fd)
+    except MULTIPART_ERRORS as e:  # aiohttp's multipart parse errors
         raise InvalidAPIParameters(f"malformed multipart body: {e}") from None
 
 
@@ -134,31 +147,72 @@ def _part_head(boundary: str, filename: str) -> bytes:
             f"Content-Disposition: {disposition}\r\nContent-Encoding: gzip\r\n\r\n").encode()
 
 
-async def _send_one(resp: web.StreamResponse, fp: IO[bytes]) -> None:
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+async def _read_pipe(fd: int, n: int) -> bytes:
+    """Up to ``n`` bytes from a non-blocking pipe, waiting in the event loop (no thread
+    is parked on a slow producer)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return os.read(fd, n)
+        except BlockingIOError:
+            pass
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, _wake, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+
+
+async def _read(payload: Payload, n: int) -> bytes:
+    if payload.pipe:
+        return await _read_pipe(payload.fd, n)
+    return await asyncio.to_thread(os.read, payload.fd, n)
+
+
+async def _send_one(resp: web.StreamResponse, payload: Payload) -> None:
+    """The payload's bytes, gzip-encoded; exactly ``payload.size`` of them are read."""
     comp = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
-    while chunk := await asyncio.to_thread(fp.read, CHUNK):
+    left = payload.size
+    if payload.pipe:
+        os.set_blocking(payload.fd, False)
+    while left > 0:
+        chunk = await _read(payload, min(CHUNK, left))
+        if not chunk:  # a file shrank while we sent it: keep the announced length
+            chunk = bytes(min(CHUNK, left))
+        left -= len(chunk)
         await resp.write(comp.compress(chunk))
     await resp.write(comp.flush() + b"\r\n")
 
 
-async def send(request: web.Request, payloads: list[tuple[str, IO[bytes]]]
-               ) -> web.StreamResponse:
+def check_download(payloads: list[Payload], cap: int) -> None:
+    """Refuse, before a byte is sent, a download whose files add up to more than ``cap``
+    apparent bytes (a sparse file counts at its full size)."""
+    apparent = sum(p.apparent for p in payloads)
+    if apparent > cap:
+        raise VFolderLimitExceeded(f"the download holds {apparent} bytes; at most {cap} "
+                                   "can be downloaded at once")
+
+
+async def send(request: web.Request, payloads: list[Payload]) -> web.StreamResponse:
     """One multipart response; each part gzip-encoded, header X-TOTAL-PAYLOADS-LENGTH
-    giving the uncompressed total (client 18.12.3 reads both)."""
+    giving the uncompressed total (client 18.12.3 reads both). Closes the payloads."""
     try:
-        sizes = [await asyncio.to_thread(payload_size, fp) for _, fp in payloads]
         boundary = uuid.uuid4().hex
         resp = web.StreamResponse(status=200, headers={
             hdrs.CONTENT_TYPE: f"multipart/form-data; boundary={boundary}",
-            "X-TOTAL-PAYLOADS-LENGTH": str(sum(sizes))})
+            "X-TOTAL-PAYLOADS-LENGTH": str(sum(p.size for p in payloads))})
         await resp.prepare(request)
-        for filename, fp in payloads:
-            await resp.write(_part_head(boundary, filename))
-            await _send_one(resp, fp)
+        for payload in payloads:
+            await resp.write(_part_head(boundary, payload.filename))
+            await _send_one(resp, payload)
         await resp.write(f"--{boundary}--\r\n".encode())
         await resp.write_eof()
         return resp
     finally:
-        for _, fp in payloads:
-            with contextlib.suppress(OSError):
-                fp.close()
+        close_fds([p.fd for p in payloads])

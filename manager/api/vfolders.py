@@ -3,20 +3,23 @@ thin — parse, call the vfolder service, reply. Routes exist with and without /
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from common.confined_pool import ConfinedPool, close_fds
 from common.errors import InvalidAPIParameters
 from manager.api import vfolder_io as io
 from manager.api.auth import caller
-from manager.api.keys import CONFIG, DB
+from manager.api.keys import CONFIG, DB, TRANSFERS
 from manager.api.problems import json_response
 from manager.api.version import PREFIXES
 from manager.vfolders import invitations
 from manager.vfolders.paths import check_name, clean_relpath
 from manager.vfolders.service import VFolderService
+from manager.vfolders.storage import TRANSLATE, FolderStorage
 from manager.vfolders.store import PERMISSIONS
 
 VFOLDERS = web.AppKey("kraken.vfolders", VFolderService)
@@ -71,9 +74,14 @@ async def list_files(request: web.Request) -> web.Response:
     return json_response({"files": orjson.dumps(files).decode(), "folder_path": str(rel)})
 
 
+def _transfer_slot(request: web.Request) -> AbstractAsyncContextManager[None]:
+    return request.app[TRANSFERS].slot(f"keypair:{caller(request).access_key}")
+
+
 async def upload(request: web.Request) -> web.Response:
-    count = await _service(request).upload(
-        caller(request), _name(request), lambda batch: io.receive(request, batch))
+    async with _transfer_slot(request):
+        count = await _service(request).upload(
+            caller(request), _name(request), lambda batch: io.receive(request, batch))
     return json_response({"uploaded": count}, status=201)
 
 
@@ -86,8 +94,15 @@ async def mkdir(request: web.Request) -> web.Response:
 
 async def download(request: web.Request) -> web.StreamResponse:
     rels = io.paths_param(await io.params(request))
-    payloads = await _service(request).open_download(caller(request), _name(request), rels)
-    return await io.send(request, payloads)
+    async with _transfer_slot(request):
+        payloads, cap = await _service(request).open_download(caller(request),
+                                                               _name(request), rels)
+        try:
+            io.check_download(payloads, cap)
+        except BaseException:
+            close_fds([p.fd for p in payloads])
+            raise
+        return await io.send(request, payloads)
 
 
 async def delete_files(request: web.Request) -> web.Response:
@@ -135,8 +150,16 @@ async def reject_invitation(request: web.Request) -> web.Response:
 
 
 async def vfolders_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[VFOLDERS] = VFolderService(app[CONFIG].vfolders, app[DB])
-    yield
+    """The service and its confined-file workers (running as the session uid)."""
+    config = app[CONFIG].vfolders
+    pool = ConfinedPool(config.owner_uid, config.owner_gid, config.workers, TRANSLATE)
+    await pool.start()
+    storage = FolderStorage(config.host_dir, pool)
+    app[VFOLDERS] = VFolderService(config, app[DB], storage)
+    try:
+        yield
+    finally:
+        await pool.close()
 
 
 def add_routes(app: web.Application) -> None:

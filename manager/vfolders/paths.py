@@ -1,23 +1,18 @@
 """Pure rules for names and paths a user gives: folder names, paths inside a folder,
-mount aliases, tar members. Every user path is confined to its folder here.
-
-No database, no aiohttp; the only I/O is ``os.path.realpath`` in :func:`confine`
-(it must see symlinks a session may have planted inside a folder).
-"""
+mount aliases. No I/O: paths are resolved only by the confined-file worker
+(``common.confined_fs``), relative to the folder's descriptor."""
 from __future__ import annotations
 
-import os
 import re
-import tarfile
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
-from common.errors import InvalidAPIParameters, VFolderPathNotAllowed
+from common.confined_fs import split
+from common.errors import InvalidAPIParameters, PathNotAllowed, VFolderPathNotAllowed
 
 NAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$")  # as client 18.12.3 checks
 MAX_NAME = 64
 MAX_PATH = 4096
-MAX_COMPONENT = 255
 MAX_MOUNTS = 5
 HOME = PurePosixPath("/home/work")
 ROOT = PurePosixPath(".")
@@ -37,47 +32,19 @@ def check_name(value: Any, what: str = "name") -> str:
 def clean_relpath(value: Any, *, allow_root: bool = True, what: str = "path") -> PurePosixPath:
     """A relative path inside a folder, normalised (``.`` and empty parts dropped).
 
-    Absolute paths, ``..`` components, NUL bytes and over-long names are refused.
+    Absolute paths, ``..`` components, NUL bytes and over-long names are refused
+    (the rule of :func:`common.confined_fs.split`, which the worker applies again).
     """
-    if not isinstance(value, str):
-        raise InvalidAPIParameters(f"'{what}' must be a string")
-    if "\x00" in value or len(value) > MAX_PATH:
-        raise VFolderPathNotAllowed(f"'{what}' contains NUL or is too long")
-    if value.startswith("/"):
-        raise VFolderPathNotAllowed(f"'{what}' must be relative to the folder: {value!r}")
-    parts = [p for p in value.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise VFolderPathNotAllowed(f"'{what}' must not contain '..': {value!r}")
-    if any(len(p.encode()) > MAX_COMPONENT for p in parts):
-        raise VFolderPathNotAllowed(f"'{what}' has a component longer than {MAX_COMPONENT}")
-    if not parts and not allow_root:
-        raise VFolderPathNotAllowed(f"'{what}' must name something inside the folder")
+    try:
+        parts = split(value, allow_root=allow_root, what=what)
+    except PathNotAllowed as e:
+        raise VFolderPathNotAllowed(str(e)) from None
     return PurePosixPath(*parts) if parts else ROOT
 
 
-def is_inside(root: Path, path: str | Path) -> bool:
-    root_s = str(root)
-    path_s = str(path)
-    return path_s == root_s or path_s.startswith(root_s.rstrip("/") + "/")
-
-
-def confine(root: Path, rel: PurePosixPath, *, follow_final: bool = True) -> Path:
-    """The real path of ``rel`` under ``root`` (itself a real path), or
-    VFolderPathNotAllowed when it — through any symlink — leaves ``root``.
-
-    ``follow_final=False`` resolves only the parent: the last component is returned
-    as is (to delete or replace a symlink itself without touching its target).
-    """
-    target = root.joinpath(*rel.parts)
-    if follow_final:
-        real = Path(os.path.realpath(target))
-    else:
-        if rel == ROOT:
-            raise VFolderPathNotAllowed("the folder root itself cannot be used here")
-        real = Path(os.path.realpath(target.parent)) / target.name
-    if not is_inside(root, real):
-        raise VFolderPathNotAllowed(f"'{rel}' leads outside the folder")
-    return real
+def parts_of(rel: PurePosixPath) -> list[str]:
+    """``rel`` as the component list the confined-file worker takes."""
+    return [] if rel == ROOT else list(rel.parts)
 
 
 def parse_mount(value: Any) -> tuple[str, str]:
@@ -115,11 +82,3 @@ def parse_mounts(value: Any) -> list[tuple[str, str]]:
     if len({n for n, _ in mounts}) != len(mounts):
         raise InvalidAPIParameters("a virtual folder is mounted twice")
     return mounts
-
-
-def check_tar_member(member: tarfile.TarInfo) -> PurePosixPath:
-    """A tar member's path, if it is a plain file or directory with a confined name."""
-    if not (member.isfile() or member.isdir()):
-        raise VFolderPathNotAllowed(
-            f"tar member {member.name!r} is not a regular file or directory")
-    return clean_relpath(member.name, allow_root=member.isdir(), what="tar member")

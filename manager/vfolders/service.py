@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.errors import (
     InvalidAPIParameters,
+    ServiceUnavailable,
     VFolderAlreadyExists,
     VFolderLimitExceeded,
     VFolderNotFound,
@@ -25,7 +25,8 @@ from common.errors import (
 from manager.config import VFoldersConfig
 from manager.db.tables import vfolders
 from manager.services.keypairs import KeypairInfo
-from manager.vfolders import storage, store, transfer
+from manager.vfolders import store, transfer
+from manager.vfolders.storage import FolderStorage, Payload
 from manager.vfolders.store import Folder, permission_at_least
 
 MIB = 2**20
@@ -35,14 +36,20 @@ Feed = Callable[[transfer.Batch], Awaitable[None]]
 class VFolderService:
     """One per manager process; stateless beyond its config and engine."""
 
-    def __init__(self, config: VFoldersConfig, engine: AsyncEngine) -> None:
+    def __init__(self, config: VFoldersConfig, engine: AsyncEngine,
+                 storage: FolderStorage | None = None) -> None:
         self.config = config
         self._engine = engine
-        self.owner = storage.Owner(config.owner_uid, config.owner_gid)
+        self._storage = storage  # None: rows and mounts only (the session creator)
+
+    @property
+    def storage(self) -> FolderStorage:
+        if self._storage is None:
+            raise ServiceUnavailable("the virtual folder storage is not running")
+        return self._storage
 
     def path_of(self, folder: Folder) -> Path:
-        return Path(os.path.realpath(storage.folder_dir(self.config.root / folder.host,
-                                                        folder.id)))
+        return Path(os.path.realpath(self.config.host_dir / folder.id.hex))
 
     def limits(self, folder: Folder) -> transfer.Limits:
         return transfer.Limits(folder.max_files, folder.max_size_mib * MIB)
@@ -72,8 +79,7 @@ class VFolderService:
                     "owner": who.access_key, "max_files": self.config.max_files,
                     "max_size": max(self.config.max_size_bytes // MIB, 1)})
                 folder = await store.resolve(conn, who.access_key, name)
-                await asyncio.to_thread(storage.create_folder, self.path_of(folder),
-                                        self.owner)
+                await self.storage.create(folder.id)
         except IntegrityError:
             raise VFolderAlreadyExists(f"you already have a folder named {name!r}") from None
         return folder
@@ -92,7 +98,7 @@ class VFolderService:
 
     async def info(self, who: KeypairInfo, name: str) -> Folder:
         folder = await self.get(who, name)
-        files, size = await asyncio.to_thread(storage.usage, self.path_of(folder))
+        files, size = await self.storage.usage(folder.id)
         async with self._engine.begin() as conn:
             await store.set_usage(conn, folder.id, files, size)
             return await store.resolve(conn, who.access_key, name)
@@ -103,54 +109,48 @@ class VFolderService:
             raise VFolderPermissionDenied("only the owner can delete a folder")
         async with self._engine.begin() as conn:
             await store.delete(conn, folder.id)
-            await asyncio.to_thread(storage.remove_folder, self.path_of(folder))
+            await self.storage.remove(folder.id)
 
     async def list_files(self, who: KeypairInfo, name: str, rel: PurePosixPath
                          ) -> list[dict[str, Any]]:
         folder = await self.get(who, name)
-        return await asyncio.to_thread(storage.list_dir, self.path_of(folder), rel)
+        return await self.storage.list_dir(folder.id, rel)
 
     async def mkdir(self, who: KeypairInfo, name: str, rel: PurePosixPath) -> None:
         folder = await self.get(who, name, "rw")
-        await asyncio.to_thread(storage.make_dir, self.path_of(folder), rel, self.owner)
+        await self.storage.make_dir(folder.id, rel)
 
     async def delete_files(self, who: KeypairInfo, name: str, rels: list[PurePosixPath],
                            recursive: bool) -> None:
         folder = await self.get(who, name, "rd")
-        root = self.path_of(folder)
-        paths = await asyncio.to_thread(storage.plan_delete, root, rels, recursive)
-        await asyncio.to_thread(storage.delete_paths, paths)
-        await self._refresh_usage(folder, root)
+        await self.storage.delete(folder.id, rels, recursive)
+        await self._refresh_usage(folder)
 
-    async def _refresh_usage(self, folder: Folder, root: Path) -> None:
-        files, size = await asyncio.to_thread(storage.usage, root)
+    async def _refresh_usage(self, folder: Folder) -> None:
+        files, size = await self.storage.usage(folder.id)
         async with self._engine.begin() as conn:
             await store.set_usage(conn, folder.id, files, size)
 
     async def upload(self, who: KeypairInfo, name: str, feed: Feed) -> int:
         """Stage what ``feed`` writes, then commit it all or nothing; returns #files."""
         folder = await self.get(who, name, "rw")
-        host_dir = self.config.root / folder.host
-        staging = await asyncio.to_thread(storage.new_staging_dir, host_dir)
-        try:
-            batch = transfer.Batch(staging, self.limits(folder))
+        async with self.storage.staging() as stage:
+            batch = transfer.Batch(self.storage, stage, self.limits(folder))
             await feed(batch)
             if not batch.files and not batch.dirs:
                 raise InvalidAPIParameters("the upload holds no files")
             await self._commit(folder, batch)
             return len(batch.files)
-        finally:
-            await asyncio.to_thread(shutil.rmtree, staging, True)
 
     async def _commit(self, folder: Folder, batch: transfer.Batch) -> None:
-        root = self.path_of(folder)
+        """Under the folder row's lock, one commit per folder at a time; the worker
+        rescans the folder (sessions may have written to it) and checks the limits."""
+        files, dirs = batch.commit_args()
         async with self._engine.begin() as conn:
             await conn.execute(sa.select(vfolders.c.id).where(vfolders.c.id == folder.id)
-                               .with_for_update())  # one commit per folder at a time
-            current = await asyncio.to_thread(storage.usage, root)
-            after = await asyncio.to_thread(transfer.plan_commit, root, batch, current)
-            transfer.check_limits(after, batch.limits)
-            await asyncio.to_thread(transfer.commit, root, batch, self.owner)
+                               .with_for_update())
+            after = await self.storage.commit(folder.id, batch.stage, files, dirs,
+                                              batch.limits.max_files, batch.limits.max_bytes)
             await store.set_usage(conn, folder.id, *after)
 
     async def resolve_mounts(self, who: KeypairInfo, mounts: list[tuple[str, str]]
@@ -167,6 +167,9 @@ class VFolderService:
         return out
 
     async def open_download(self, who: KeypairInfo, name: str, rels: list[PurePosixPath]
-                            ) -> list[tuple[str, IO[bytes]]]:
+                            ) -> tuple[list[Payload], int]:
+        """The opened payloads and the most apparent bytes they may hold (the smaller
+        of the folder's size limit and ``max_download``); the caller closes them."""
         folder = await self.get(who, name)
-        return await asyncio.to_thread(transfer.open_payloads, self.path_of(folder), rels)
+        payloads = await self.storage.open_payloads(folder.id, rels)
+        return payloads, min(self.limits(folder).max_bytes, self.config.max_download_bytes)

@@ -23,6 +23,7 @@ from common.msg_agent import (
     ListFiles,
     UploadFiles,
 )
+from jail.policy import KERNEL_GID, KERNEL_UID
 from tests.integration.agent.harness import AgentHarness, FakeManager
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,7 @@ async def test_upload_list_download_logs(manager: FakeManager, harness: AgentHar
     out = await _run(manager, kid, "import os; p='/home/work/src/deep/a.txt'; "
                      "st=os.stat(p); print(open(p).read().strip(), st.st_uid, st.st_gid, "
                      "os.stat('/home/work/src').st_uid)")
-    assert out.split() == ["alpha", "1000", "1000", "1000"]
+    assert out.split() == ["alpha", str(KERNEL_UID), str(KERNEL_GID), str(KERNEL_UID)]
     listing = await manager.call(ListFiles(kernel_id=kid, path="/home/work/src/deep"))
     assert isinstance(listing, FileList) and listing.abspath == "/home/work/src/deep"
     assert [(f["filename"], f["size"], f["mode"]) for f in listing.files] == [

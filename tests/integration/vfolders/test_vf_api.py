@@ -6,6 +6,7 @@ from pathlib import Path
 
 import orjson
 
+from jail.policy import KERNEL_UID
 from tests.integration.manager.conftest import Harness
 from tests.integration.vfolders.conftest import download, folder_dir, upload
 
@@ -21,7 +22,7 @@ async def test_create_list_info_delete(harness: Harness, vf_root: Path) -> None:
     path = folder_dir(vf_root, body["id"])
     assert path.is_dir()
     if os.geteuid() == 0:
-        assert path.stat().st_uid == 1000
+        assert path.stat().st_uid == KERNEL_UID
     status, items = await h.call("GET", "/folders")
     assert status == 200 and [i["name"] for i in items] == ["data", "more"]
     assert items[0] == {"name": "data", "id": body["id"], "host": "local", "is_owner": True,
@@ -61,7 +62,7 @@ async def test_upload_list_download_mkdir_delete(harness: Harness, vf_root: Path
     h = harness
     await h.call("POST", "/folders", {"name": "d"})
     status, _ = await upload(h, "d", {"f.txt": b"hello", "sub/g.bin": b"\x00\x01"})
-    assert status == 201
+    assert status == 201, _
     status, body = await h.call("GET", "/folders/d/files", {"path": "."})
     files = orjson.loads(body["files"])
     assert [(f["filename"], f["mode"][0]) for f in files] == [("f.txt", "-"), ("sub", "d")]

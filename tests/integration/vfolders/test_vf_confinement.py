@@ -12,22 +12,7 @@ import pytest
 
 from tests.integration.manager.conftest import Harness
 from tests.integration.vfolders.conftest import download, folder_dir, upload
-
-
-def _tar(members: list[tuple[str, bytes, bytes]]) -> bytes:
-    """(name, type, data-or-linkname) → an uncompressed tar archive."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, kind, data in members:
-            info = tarfile.TarInfo(name)
-            info.type = kind
-            if kind == tarfile.REGTYPE:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-            else:
-                info.linkname = data.decode()
-                tar.addfile(info)
-    return buf.getvalue()
+from tests.tarballs import tar_bytes
 
 
 @pytest.fixture
@@ -89,7 +74,7 @@ async def test_download_of_dir_leaves_out_links(harness: Harness, planted: Path)
 async def test_tar_upload(harness: Harness) -> None:
     h = harness
     await h.call("POST", "/folders", {"name": "t"})
-    good = _tar([("a/b.txt", tarfile.REGTYPE, b"ab"), ("c.txt", tarfile.REGTYPE, b"c")])
+    good = tar_bytes([("a/b.txt", tarfile.REGTYPE, b"ab"), ("c.txt", tarfile.REGTYPE, b"c")])
     status, body = await upload(h, "t", {"into": good}, content_type="application/x-tar")
     assert status == 201 and body == {"uploaded": 2}
     status, got = await download(h, "t", ["into/a/b.txt", "into/c.txt"])
@@ -98,7 +83,7 @@ async def test_tar_upload(harness: Harness) -> None:
             [("ok", tarfile.REGTYPE, b"x"), ("l", tarfile.SYMTYPE, b"/etc")],
             [("h", tarfile.LNKTYPE, b"/etc/passwd")], [("a/../../x", tarfile.REGTYPE, b"x")]]
     for members in evil:
-        status, prob = await upload(h, "t", {".": _tar(members)},
+        status, prob = await upload(h, "t", {".": tar_bytes(members)},
                                     content_type="application/x-tar")
         assert status == 400 and prob["type"].endswith("vfolder-path-not-allowed"), members
     status, prob = await upload(h, "t", {".": b"not a tar"}, content_type="application/x-tar")
