@@ -5,6 +5,12 @@ reports the exec phase finished. Runs are served in FIFO order: one is active in
 runner, the rest wait. Each execute call waits — on futures, never by polling — for
 the run's next *milestone* (clean/build/exec finished, waiting for input, timeout)
 or for its flush timeout, and returns the console produced since the previous call.
+
+Output is held under one rule (``common.console``): what a run holds between two calls
+is bounded per run and per kernel (``OutputLimits``, agent config ``[runs]``), counted
+in bytes over every console item kind; beyond that, items are dropped as they arrive
+and the result says what was dropped. A run's state is freed when its final result is
+collected, when it is evicted unread, and when the kernel ends (``close``).
 """
 from __future__ import annotations
 
@@ -15,7 +21,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.console import ConsoleWindow
 from common.errors import InvalidAPIParameters, KrakenError
+from common.limits import KERNEL_OUTPUT_BYTES, RUN_OUTPUT_BYTES
 from common.msg_agent import Execute, ExecuteResult
 from common.msg_runner import (
     ConsoleOutput,
@@ -23,19 +31,31 @@ from common.msg_runner import (
     Message,
     RunBatch,
     RunFinished,
+    RunnerStatus,
     RunQuery,
     WaitingInput,
 )
 
 log = logging.getLogger(__name__)
 
-MAX_STREAM_CHARS = 524_288
 KEEP_FINISHED = 16
 _PHASE_STATUS = {"clean": "clean-finished", "build": "build-finished", "exec": "finished"}
 FINAL_STATUSES = frozenset({"finished", "exec-timeout"})
+REATTACHED_NOTE = ("[kraken: the agent restarted during this run; output it had received "
+                   "but not yet returned may be missing here]\n")
+UNKNOWN_RUNNER_NOTE = ("[kraken: the agent restarted and the runner could not say whether a "
+                       "run started before is still going; this run may wait behind it]\n")
 
 SendFn = Callable[[Message], Awaitable[None]]
 InterruptFn = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class OutputLimits:
+    """Console bytes held between two execute calls: per run, and per kernel (all runs)."""
+
+    run_bytes: int = RUN_OUTPUT_BYTES
+    kernel_bytes: int = KERNEL_OUTPUT_BYTES
 
 
 @dataclass
@@ -43,20 +63,22 @@ class Milestone:
     status: str
     exit_code: int | None
     options: dict[str, Any] | None
-    console: list[list[Any]]
+    window: ConsoleWindow
 
 
 @dataclass
 class Run:
     run_id: str
     start_msg: Message
-    console: list[list[Any]] = field(default_factory=list)
+    window: ConsoleWindow = field(default_factory=ConsoleWindow)
+    held: int = 0  # console bytes held in ``window`` and the milestones' windows
     milestones: collections.deque[Milestone] = field(default_factory=collections.deque)
     waiter: asyncio.Future[None] | None = None
     started: bool = False
     done: bool = False  # the runner is through with it
     timed_out: bool = False
     timer: asyncio.TimerHandle | None = None
+    awaiting_input: bool = False  # a waiting-input milestone is out, no input fed since
 
     def wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -64,44 +86,26 @@ class Run:
 
     def add_milestone(self, status: str, exit_code: int | None,
                       options: dict[str, Any] | None = None) -> None:
-        self.milestones.append(Milestone(status, exit_code, options, self.console))
-        self.console = []
+        self.milestones.append(Milestone(status, exit_code, options, self.window))
+        self.window = ConsoleWindow()
         self.wake()
-
-
-def shape_console(items: list[list[Any]]) -> list[list[Any]]:
-    """Merge contiguous stdout/stderr text and cap each stream per call (seed §2.10.2)."""
-    out: list[list[Any]] = []
-    used = {"stdout": 0, "stderr": 0}
-    dropped = {"stdout": 0, "stderr": 0}
-    for kind, data in items:
-        if kind in used and isinstance(data, str):
-            room = MAX_STREAM_CHARS - used[kind]
-            if len(data) > room:
-                dropped[kind] += len(data) - max(room, 0)
-                data = data[:max(room, 0)]
-            used[kind] += len(data)
-            if not data:
-                continue
-            if out and out[-1][0] == kind:
-                out[-1][1] += data
-                continue
-        out.append([kind, data])
-    for kind, n in dropped.items():
-        if n:
-            note = (f"\n[kraken: {n} characters of {kind} dropped: "
-                    f"more than {MAX_STREAM_CHARS} in one call]\n")
-            out.append(["stderr", note])
-    return out
 
 
 class KernelRuns:
     """All runs of one kernel: the FIFO, the active run, and results waiting to be read."""
 
-    def __init__(self, send: SendFn, interrupt: InterruptFn, exec_timeout: float = 0.0) -> None:
+    def __init__(self, send: SendFn, interrupt: InterruptFn, exec_timeout: float = 0.0,
+                 limits: OutputLimits | None = None, recovered: bool = False) -> None:
+        """``recovered``: this agent re-adopted a running container, so output may come
+        for runs an earlier agent process started; they are kept (see ``reattach``)."""
         self._send = send
+        self._recovered = recovered
+        self._adopted: collections.deque[str] = collections.deque()
+        self._unknown_note = False
         self._interrupt = interrupt
         self._exec_timeout = exec_timeout
+        self._limits = limits or OutputLimits()
+        self._held = 0  # console bytes held by all runs together
         self._runs: dict[str, Run] = {}
         self._queue: collections.deque[Run] = collections.deque()
         self._active: Run | None = None
@@ -111,6 +115,16 @@ class KernelRuns:
     @property
     def active_run_id(self) -> str | None:
         return self._active.run_id if self._active else None
+
+    @property
+    def held_bytes(self) -> int:
+        """Console bytes held for runs, waiting to be collected."""
+        return self._held
+
+    @property
+    def run_count(self) -> int:
+        """Runs known to this kernel (queued, active, or finished and not yet collected)."""
+        return len(self._runs)
 
     async def execute(self, req: Execute) -> ExecuteResult:
         """Serve one execute call."""
@@ -122,6 +136,7 @@ class KernelRuns:
                 if run is not self._active:
                     raise InvalidAPIParameters(f"run {req.run_id} is not waiting for input")
                 await self._send(FeedInput(run_id=run.run_id, text=req.code))
+                run.awaiting_input = False
         else:
             raise InvalidAPIParameters(f"unknown execute mode {req.mode!r}")
         return await self._collect(run, req.flush_timeout)
@@ -134,6 +149,9 @@ class KernelRuns:
         if req.run_id in self._runs:
             raise InvalidAPIParameters(f"run {req.run_id} already exists; use mode continue")
         run = Run(run_id=req.run_id, start_msg=_start_message(req))
+        if self._unknown_note:
+            self._unknown_note = False
+            self._note(run, UNKNOWN_RUNNER_NOTE)
         self._runs[run.run_id] = run
         self._queue.append(run)
         await self._start_next()
@@ -158,13 +176,13 @@ class KernelRuns:
             await self._wait(run, flush_timeout)
         if run.milestones:
             m = run.milestones.popleft()
+            self._release(run, m.window.size)
             if m.status in FINAL_STATUSES:
                 self._forget(run)
-            return ExecuteResult(run_id=run.run_id, status=m.status, exit_code=m.exit_code,
-                                 options=m.options, console=shape_console(m.console))
-        console, run.console = run.console, []
-        return ExecuteResult(run_id=run.run_id, status="continued",
-                             console=shape_console(console))
+            return _result(run.run_id, m.status, m.window, m.exit_code, m.options)
+        window, run.window = run.window, ConsoleWindow()
+        self._release(run, window.size)
+        return _result(run.run_id, "continued", window)
 
     async def _wait(self, run: Run, timeout: float) -> None:
         run.wake()  # a newer call on the same run supersedes an older one
@@ -180,7 +198,14 @@ class KernelRuns:
                 run.waiter = None
 
     def _forget(self, run: Run) -> None:
-        self._runs.pop(run.run_id, None)
+        if self._runs.get(run.run_id) is run:
+            del self._runs[run.run_id]
+        self._release(run, run.held)
+
+    def _release(self, run: Run, size: int) -> None:
+        size = min(size, run.held)
+        run.held -= size
+        self._held -= size
 
     # ---- runner events -------------------------------------------------------------
 
@@ -190,15 +215,78 @@ class KernelRuns:
         run = self._runs.get(run_id)
         if run is None and self._active is not None and self._active.run_id == run_id:
             run = self._active  # timed out and already reported, still running
+        if run is None and self._recovered and run_id:
+            run = self._adopt(run_id)
         if run is None:
             log.debug("dropping %s for an unknown run", msg.msg_type)
             return
         if isinstance(msg, ConsoleOutput):
-            run.console.extend(msg.items)
+            self._hold(run, msg)
         elif isinstance(msg, WaitingInput):
-            run.add_milestone("waiting-input", None, {"is_password": msg.is_password})
+            self._awaits_input(run, msg.is_password)
         elif isinstance(msg, RunFinished):
             self._on_finished(run, msg)
+
+    # ---- runs an earlier agent process started (agent restart) -----------------------
+
+    def _adopt(self, run_id: str) -> Run:
+        """A run this agent did not start: known, but not active until the runner's
+        status says so (output of a thread left behind by a finished run must never
+        make a run that blocks the FIFO)."""
+        run = Run(run_id=run_id, start_msg=RunQuery(run_id=run_id, code=""), started=True)
+        self._runs[run_id] = run
+        self._adopted.append(run_id)
+        while len(self._adopted) > KEEP_FINISHED:
+            old = self._runs.get(self._adopted.popleft())
+            if old is not None and old is not self._active and old is not run:
+                self._runs.pop(old.run_id, None)
+        return run
+
+    def reattach(self, status: RunnerStatus | None) -> None:
+        """Take back the run the runner is executing, as its status reports it: the next
+        ``continue`` on its run id gets its later output. ``None`` (a runner that cannot
+        say): a note tells the next run that it may wait behind an unseen one."""
+        if status is None:
+            self._unknown_note = True
+            return
+        if not status.run_id or status.state == "idle":
+            return
+        run = self._runs.get(status.run_id) or self._adopt(status.run_id)
+        if run.done or self._active is not None:
+            return
+        self._active = run
+        log.info("re-attached run %s (%s)", run.run_id, status.state)
+        self._note(run, REATTACHED_NOTE)
+        if status.state == "waiting-input":
+            self._awaits_input(run, status.is_password)
+
+    def _note(self, run: Run, text: str) -> None:
+        """A stderr line of ours in the run's output, counted against its budgets."""
+        room = max(min(self._limits.run_bytes - run.held,
+                       self._limits.kernel_bytes - self._held), 0)
+        size = run.window.add(["stderr", text], room)
+        run.held += size
+        self._held += size
+
+    @staticmethod
+    def _awaits_input(run: Run, is_password: bool) -> None:
+        """Once per prompt, whether the message or the runner's status tells it first."""
+        if not run.awaiting_input:
+            run.awaiting_input = True
+            run.add_milestone("waiting-input", None, {"is_password": is_password})
+
+    def _hold(self, run: Run, msg: ConsoleOutput) -> None:
+        """Keep what fits the run's and the kernel's budgets; count the rest as dropped."""
+        if self._runs.get(run.run_id) is not run:
+            return  # its final result was collected: nobody can read more of it
+        items = msg.items if isinstance(msg.items, list) else [msg.items]
+        limits = self._limits
+        for item in items:
+            room = min(limits.run_bytes - run.held, limits.kernel_bytes - self._held)
+            size = run.window.add(item, max(room, 0))
+            run.held += size
+            self._held += size
+        run.window.note_dropped(msg.dropped)
 
     def _on_finished(self, run: Run, msg: RunFinished) -> None:
         if msg.phase != "exec":
@@ -211,7 +299,7 @@ class KernelRuns:
         if run.timer is not None:
             run.timer.cancel()
         if note:
-            run.console.append(["stderr", note])
+            run.window.append_note(note)
         run.done = True
         if self._active is run:
             self._active = None
@@ -221,7 +309,7 @@ class KernelRuns:
         while len(self._finished) > KEEP_FINISHED:  # results nobody came back for
             old = self._runs.get(self._finished.popleft())
             if old is not None and old.done and old is not run:
-                self._runs.pop(old.run_id, None)
+                self._forget(old)
 
     def _on_timeout(self, run: Run) -> None:
         if run.done or run.timed_out:
@@ -249,12 +337,28 @@ class KernelRuns:
             log.warning("run bookkeeping task failed: %s", task.exception())
 
     async def close(self) -> None:
+        """The kernel is gone: cancel bookkeeping and free every run's state.
+
+        Calls still waiting on a run keep that one run until they return."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for run in self._runs.values():
             if run.timer is not None:
                 run.timer.cancel()
+            run.held = 0
+            run.wake()
+        self._runs.clear()
+        self._queue.clear()
+        self._finished.clear()
+        self._active = None
+        self._held = 0
+
+
+def _result(run_id: str, status: str, window: ConsoleWindow, exit_code: int | None = None,
+            options: dict[str, Any] | None = None) -> ExecuteResult:
+    return ExecuteResult(run_id=run_id, status=status, exit_code=exit_code, options=options,
+                         console=window.items(), dropped=dict(window.dropped))
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -64,6 +64,7 @@ class InputBroker:
         self._outbox = outbox
         self._current = current
         self._fed: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.waiting: WaitingInput | None = None  # the prompt user code is blocked on
 
     def feed(self, run_id: str, text: str) -> None:
         """Called from the I/O thread when ``FeedInput`` arrives."""
@@ -82,11 +83,16 @@ class InputBroker:
         text = str(prompt)
         if text:
             self._outbox.console(run_id, "stdout", text)
-        self._outbox.message(WaitingInput(run_id=run_id, prompt=text, is_password=is_password))
-        while True:
-            fed_run, line = self._fed.get()
-            if fed_run == run_id:
-                return line.removesuffix("\n")
+        waiting = WaitingInput(run_id=run_id, prompt=text, is_password=is_password)
+        self._outbox.message(waiting)
+        self.waiting = waiting
+        try:
+            while True:
+                fed_run, line = self._fed.get()
+                if fed_run == run_id:
+                    return line.removesuffix("\n")
+        finally:
+            self.waiting = None
 
     def input(self, prompt: object = "") -> str:
         """Stand-in for ``builtins.input``."""

@@ -22,12 +22,14 @@ from types import FrameType
 import zmq
 
 from common.codec import Message, WireFormatError
+from common.limits import MAX_MESSAGE_BYTES, MAX_OUTPUT_MESSAGE_BYTES, OUTPUT_RCVHWM
 from common.msg_runner import (
     RUNNER_PROTOCOL,
     Complete,
     Completions,
     ControlAck,
     FeedInput,
+    GetStatus,
     Interrupt,
     Ping,
     PtyClose,
@@ -38,6 +40,7 @@ from common.msg_runner import (
     RunBatch,
     RunFinished,
     RunnerReady,
+    RunnerStatus,
     RunQuery,
     Shutdown,
 )
@@ -74,7 +77,8 @@ class Runner:
         self.stopping = threading.Event()  # no new jobs; the main loop ends
         self.io_done = threading.Event()  # set by the main thread once jobs are over
         self.busy = threading.Lock()  # held by the main thread while a job runs
-        self._pending: deque[bytes] = deque()
+        self.active_run = ""  # the run the main thread executes ("" between runs)
+        self._pending: deque[tuple[bytes, int]] = deque()  # (frame, console bytes in it)
         self.handlers: dict[str, Callable[[Message], None]] = {
             RunQuery.msg_type: self._on_run_query,
             RunBatch.msg_type: self._on_run_batch,
@@ -85,19 +89,26 @@ class Runner:
             PtyResize.msg_type: self._on_pty_resize,
             PtyClose.msg_type: self._on_pty_close,
         }
-        self.control_handlers: dict[str, Callable[[Message], ControlAck]] = {
+        self.control_handlers: dict[str, Callable[[Message], Message]] = {
             Ping.msg_type: lambda _msg: ControlAck(ok=True, detail="pong"),
             Interrupt.msg_type: self._on_interrupt,
             Shutdown.msg_type: self._on_shutdown,
+            GetStatus.msg_type: self._on_get_status,
         }
         self.ctx = zmq.Context()
-        self.input_sock = self._bind(zmq.PULL, settings.input_endpoint)
-        self.output_sock = self._bind(zmq.PUSH, settings.output_endpoint)
-        self.control_sock = self._bind(zmq.ROUTER, settings.control_endpoint)
+        self.input_sock = self._bind(zmq.PULL, settings.input_endpoint, MAX_MESSAGE_BYTES)
+        self.output_sock = self._bind(zmq.PUSH, settings.output_endpoint,
+                                      MAX_OUTPUT_MESSAGE_BYTES)
+        # Sent frames count against nothing here, so ZeroMQ may hold only a few: the rest
+        # waits in ``_pending``, whose console bytes the outbox bounds.
+        self.output_sock.setsockopt(zmq.SNDHWM, OUTPUT_RCVHWM)
+        self.control_sock = self._bind(zmq.ROUTER, settings.control_endpoint,
+                                       MAX_OUTPUT_MESSAGE_BYTES)
 
-    def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
+    def _bind(self, kind: int, endpoint: str, max_message: int) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 500)
+        sock.setsockopt(zmq.MAXMSGSIZE, max_message)
         sock.bind(endpoint)
         return sock
 
@@ -148,6 +159,14 @@ class Runner:
             return ControlAck(ok=True, detail="interrupted")
         return ControlAck(ok=True, detail="nothing running")
 
+    def _on_get_status(self, _msg: Message) -> RunnerStatus:
+        waiting = self.inputs.waiting
+        if waiting is not None:
+            return RunnerStatus(run_id=waiting.run_id, state="waiting-input",
+                                prompt=waiting.prompt, is_password=waiting.is_password)
+        active = self.active_run
+        return RunnerStatus(run_id=active, state="running") if active else RunnerStatus()
+
     def _on_shutdown(self, _msg: Message) -> ControlAck:
         self.stopping.set()
         self.jobs.put(None)
@@ -159,14 +178,20 @@ class Runner:
     # ---- jobs (main thread) --------------------------------------------------------
 
     def _run_query(self, msg: RunQuery) -> None:
-        self.current.run_id = msg.run_id
-        self.inputs.reset()
-        self.query.run(msg.code)
-        self.outbox.message(RunFinished(run_id=msg.run_id, phase="exec", exit_code=0))
+        self.current.run_id = self.active_run = msg.run_id
+        try:
+            self.inputs.reset()
+            self.query.run(msg.code)
+            self.outbox.message(RunFinished(run_id=msg.run_id, phase="exec", exit_code=0))
+        finally:
+            self.active_run = ""
 
     def _run_batch(self, msg: RunBatch) -> None:
-        self.current.run_id = msg.run_id
-        self.batch.run(msg)
+        self.current.run_id = self.active_run = msg.run_id
+        try:
+            self.batch.run(msg)
+        finally:
+            self.active_run = ""
 
     # ---- the I/O thread -------------------------------------------------------------
 
@@ -201,7 +226,7 @@ class Runner:
             self._serve_input()
         for fd in self.ptys.fds:
             if fd in ready:
-                self._queue_out(self.ptys.on_readable(fd))
+                self._queue_out([(m, 0) for m in self.ptys.on_readable(fd)])
         if self.outbox.wake_fd in ready:
             self._queue_out(self.outbox.drain())
         self._flush()
@@ -243,23 +268,31 @@ class Runner:
             try:
                 msg, corr_id = RUNNER_PROTOCOL.decode(frames[-1])
                 handler = self.control_handlers.get(msg.msg_type)
-                reply = (handler(msg) if handler is not None else
-                         ControlAck(ok=False, detail=f"not a control message: {msg.msg_type}"))
+                reply: Message = (
+                    handler(msg) if handler is not None else
+                    ControlAck(ok=False, detail=f"not a control message: {msg.msg_type}"))
             except WireFormatError as e:
                 corr_id, reply = 0, ControlAck(ok=False, detail=str(e))
             frames[-1] = RUNNER_PROTOCOL.encode(reply, -corr_id)
             self.control_sock.send_multipart(frames)
 
-    def _queue_out(self, messages: list[Message]) -> None:
-        self._pending.extend(RUNNER_PROTOCOL.encode(m) for m in messages)
+    def _queue_out(self, messages: list[tuple[Message, int]]) -> None:
+        for msg, size in messages:
+            try:
+                self._pending.append((RUNNER_PROTOCOL.encode(msg), size))
+            except (TypeError, ValueError) as e:  # user code emitted what msgpack cannot carry
+                _log(f"dropped an unencodable {msg.msg_type}: {e}")
+                self.outbox.release(size)
 
     def _flush(self) -> None:
         while self._pending:
+            frame, size = self._pending[0]
             try:
-                self.output_sock.send(self._pending[0], zmq.NOBLOCK)
+                self.output_sock.send(frame, zmq.NOBLOCK)
             except zmq.Again:
                 return
             self._pending.popleft()
+            self.outbox.release(size)
 
     def _reap_orphans(self) -> None:
         """As PID 1 (no init in the container), reap children nobody else waits for."""

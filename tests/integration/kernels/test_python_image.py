@@ -8,6 +8,7 @@ import pytest
 import zmq
 
 from common.msg_runner import RunBatch, RunnerReady, RunQuery
+from jail.policy import KERNEL_GID, KERNEL_UID
 from kernels import build
 from tests.integration.kernels.conftest import Container, docker
 from tests.unit.kernels.runner_client import RunnerClient
@@ -74,3 +75,11 @@ def test_rebuild_is_skipped_when_the_recipe_is_unchanged(
     out = capsys.readouterr().out
     assert "kraken/base:bookworm is current" in out
     assert "kraken/python:latest is current" in out
+
+
+def test_the_session_uid_has_a_name_and_the_home(python_image: str) -> None:
+    """The agent starts containers as jail.uid:jail.gid (default KERNEL_UID:KERNEL_GID)."""
+    out = docker("run", "--rm", "--user", f"{KERNEL_UID}:{KERNEL_GID}", python_image,
+                 "sh", "-c", "whoami && id -gn && echo ~ && python3 -c 'import getpass, os; "
+                 "print(getpass.getuser(), os.path.expanduser(\"~\"))'")
+    assert out.split() == ["work", "work", "/home/work", "work", "/home/work"]

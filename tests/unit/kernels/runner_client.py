@@ -70,13 +70,17 @@ class RunnerClient:
         return msg
 
     def control(self, msg: Message) -> ControlAck:
+        reply = self.control_reply(msg)
+        assert isinstance(reply, ControlAck)
+        return reply
+
+    def control_reply(self, msg: Message, timeout_ms: int = TIMEOUT_MS) -> Message:
         self._corr += 1
         self.control_sock.send(RUNNER_PROTOCOL.encode(msg, self._corr))
-        if not self.control_sock.poll(TIMEOUT_MS):
+        if not self.control_sock.poll(timeout_ms):
             raise TimeoutError("no control reply")
         reply, corr_id = RUNNER_PROTOCOL.decode(self.control_sock.recv())
         assert corr_id == -self._corr
-        assert isinstance(reply, ControlAck)
         return reply
 
     def collect(self, until: Callable[[Message], bool],

@@ -1,6 +1,8 @@
 """The image builder's pure parts: host apt sources, recipe hashing, the mmdebstrap call."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,13 @@ def test_cli_rejects_unknown_target(capsys: pytest.CaptureFixture[str]) -> None:
         build.main(["ruby"])
     assert exc.value.code == 2
     assert "invalid choice: 'ruby'" in capsys.readouterr().err
+
+
+def test_the_runner_imports_only_what_the_image_carries(tmp_path: Path) -> None:
+    """The runner starts from the build context alone (no repository on its path)."""
+    build.python_context().materialize(tmp_path)
+    code = "import kernels.runner.server, kernels.runner.outbox, kernels.runner.media"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, env={"PYTHONPATH": str(tmp_path / "opt/kraken")},
+                         timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
