@@ -5,6 +5,10 @@ value as sent, ``host:<Host>``, ``content-type:<type>``, ``x-backendai-version:<
 hex digest of the body — an empty body for versions ≥ v4.20181215, and for older
 versions the body itself unless it is multipart. Signing key:
 HMAC(HMAC(secret, UTC date as %Y%m%d), host). Never log secrets or signatures.
+
+Strict mode (``manager.api.strict``) replaces the body-hash line by the tag, nonce and
+signed body digest; a keypair with ``strict_signing`` accepts nothing else. The Host
+header was checked against the served hosts before (``manager.api.hosts``).
 """
 from __future__ import annotations
 
@@ -19,14 +23,16 @@ from typing import Any
 from aiohttp import web
 from dateutil import parser as dateparser
 
-from common.errors import AuthenticationFailed
+from common.errors import AuthenticationFailed, StrictSigningRequired
 from manager.api.console import authenticate_console, is_console_route, uses_console_session
-from manager.api.keys import KEYPAIRS
+from manager.api.keys import CONFIG, KEYPAIRS
 from manager.api.ratelimit import limit_keypair
+from manager.api.strict import NONCES, STRICT_TAG, StrictHeaders, strict_headers, verify_body
 from manager.api.version import check_version_header, is_public
 from manager.services.keypairs import KeypairInfo
 
 MAX_SKEW = timedelta(minutes=15)
+NONCE_TTL = int(2 * MAX_SKEW.total_seconds())  # a date is accepted from d-15 min to d+15 min
 _DUMMY_SECRET = secrets.token_urlsafe(30)
 EMPTY_BODY_SINCE = "v4.20181215"
 HASHES = frozenset({"sha256", "sha384", "sha512"})
@@ -48,6 +54,7 @@ class SignedParts:
     content_type: str
     version: str
     body: bytes
+    strict: StrictHeaders | None = None  # strict mode: nonce and signed body digest
 
 
 def parse_authorization(header: str) -> tuple[str, str, str]:
@@ -75,17 +82,22 @@ def parse_date(value: str, now: datetime | None = None) -> datetime:
     return date
 
 
-def compute_signature(secret_key: str, parts: SignedParts, date: datetime,
-                      hash_type: str = "sha256") -> str:
+def string_to_sign(parts: SignedParts, hash_type: str = "sha256") -> bytes:
+    head = [parts.method.upper(), parts.path, parts.date, f"host:{parts.host}",
+            f"content-type:{parts.content_type.lower()}",
+            f"x-backendai-version:{parts.version}"]
+    if parts.strict is not None:
+        return "\n".join([STRICT_TAG, *head, f"x-kraken-nonce:{parts.strict.nonce}",
+                          f"x-kraken-content-sha256:{parts.strict.body_sha256}"]).encode()
     body = b"" if parts.version >= EMPTY_BODY_SINCE else parts.body
     if parts.content_type.startswith("multipart/"):
         body = b""
-    to_sign = "\n".join([
-        parts.method.upper(), parts.path, parts.date, f"host:{parts.host}",
-        f"content-type:{parts.content_type.lower()}",
-        f"x-backendai-version:{parts.version}",
-        hashlib.new(hash_type, body).hexdigest(),
-    ]).encode()
+    return "\n".join([*head, hashlib.new(hash_type, body).hexdigest()]).encode()
+
+
+def compute_signature(secret_key: str, parts: SignedParts, date: datetime,
+                      hash_type: str = "sha256") -> str:
+    to_sign = string_to_sign(parts, hash_type)
     key = hmac.new(secret_key.encode(), date.strftime("%Y%m%d").encode(), hash_type).digest()
     key = hmac.new(key, parts.host.encode(), hash_type).digest()
     return hmac.new(key, to_sign, hash_type).hexdigest()
@@ -104,17 +116,21 @@ def verify(keypair: KeypairInfo | None, parts: SignedParts, signature: str, date
         raise AuthenticationFailed("signature mismatch")
     if not keypair.is_active:
         raise AuthenticationFailed("the keypair is inactive")
+    if keypair.strict_signing and parts.strict is None:
+        raise StrictSigningRequired("this keypair accepts only strict signing (headers "
+                                    "X-Kraken-Nonce and X-Kraken-Content-SHA256; docs/api.md)")
     return keypair
 
 
-async def _parts(request: web.Request, date_value: str) -> SignedParts:
+async def _parts(request: web.Request, date_value: str,
+                 strict: StrictHeaders | None) -> SignedParts:
     version = request.headers.get("X-BackendAI-Version", "")
-    needs_body = version < EMPTY_BODY_SINCE and not request.content_type.startswith(
-        "multipart/")
+    needs_body = strict is None and version < EMPTY_BODY_SINCE and \
+        not request.content_type.startswith("multipart/")
     return SignedParts(
         method=request.method, path=request.raw_path, date=date_value,
         host=request.headers.get("Host", ""), content_type=request.content_type.lower(),
-        version=version, body=await request.read() if needs_body else b"")
+        version=version, body=await request.read() if needs_body else b"", strict=strict)
 
 
 async def authenticate(request: web.Request) -> KeypairInfo:
@@ -126,9 +142,15 @@ async def authenticate(request: web.Request) -> KeypairInfo:
     if not date_value:
         raise AuthenticationFailed("missing Date or X-BackendAI-Date header")
     date = parse_date(date_value)
-    parts = await _parts(request, date_value)
-    keypair = await request.app[KEYPAIRS].get(access_key)
-    return verify(keypair, parts, signature, date, hash_type)
+    strict = strict_headers(request)
+    parts = await _parts(request, date_value, strict)
+    keypair = verify(await request.app[KEYPAIRS].get(access_key), parts, signature, date,
+                     hash_type)
+    if strict is not None:
+        await request.app[NONCES].claim(keypair.access_key, strict.nonce)
+        await verify_body(request, strict.body_sha256,
+                          request.app[CONFIG].api.strict_max_body_bytes)
+    return keypair
 
 
 @web.middleware

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from common.errors import AuthenticationFailed, Forbidden
 from manager.api.console_sessions import CONSOLE_SESSIONS, ConsoleSession
+from manager.api.console_throttle import SIGNIN
 from manager.api.keys import KEYPAIRS
 from manager.api.problems import json_response, read_json_object
 from manager.services.keypairs import KeypairInfo
@@ -83,12 +84,17 @@ async def _verify_login(request: web.Request) -> KeypairInfo:
     access_key, secret = body.get("access_key"), body.get("secret_key")
     if not isinstance(access_key, str) or not isinstance(secret, str):
         raise AuthenticationFailed("access_key and secret_key are required")
+    ip = request.remote or "unknown"
+    throttle = request.app[SIGNIN]
+    await throttle.reserve(access_key, ip)  # before the secret is looked at
     keypair = await request.app[KEYPAIRS].get(access_key)
     expected = keypair.secret_key if keypair is not None else _DUMMY_SECRET
     matches = hmac.compare_digest(expected.encode(), secret.encode())
     if keypair is None or not matches or not keypair.is_active:
-        log.warning("console sign-in refused for access key %s", access_key[:64])
+        log.warning("console sign-in refused for access key %s from %s",
+                    access_key[:64], ip)
         raise AuthenticationFailed("wrong access key or secret key")
+    await throttle.succeeded(access_key, ip)
     return keypair
 
 

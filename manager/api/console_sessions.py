@@ -17,7 +17,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from common.errors import AuthenticationFailed, ServiceUnavailable
+from common.errors import AuthenticationFailed, RedisUnavailable
+from manager.api.console_throttle import SIGNIN, SignInThrottle
 from manager.api.keys import CONFIG
 
 SESSION_TTL = 30 * 60
@@ -40,7 +41,7 @@ def _key(token: str) -> str:
 
 
 class ConsoleSessionStore:
-    """create / get / delete console sessions; Redis errors become ServiceUnavailable."""
+    """create / get / delete console sessions; Redis errors become RedisUnavailable (503)."""
 
     def __init__(self, client: aioredis.Redis, ttl: int = SESSION_TTL) -> None:
         self._redis = client
@@ -53,14 +54,14 @@ class ConsoleSessionStore:
         try:
             await self._redis.set(_key(token), value, ex=self.ttl)
         except RedisError:
-            raise ServiceUnavailable("cannot store the console session") from None
+            raise RedisUnavailable("cannot store the console session") from None
         return token, session
 
     async def get(self, token: str) -> ConsoleSession | None:
         try:
             raw = await self._redis.get(_key(token))
         except RedisError:
-            raise ServiceUnavailable("cannot read console sessions") from None
+            raise RedisUnavailable("cannot read console sessions") from None
         if raw is None:
             return None
         data = orjson.loads(raw)
@@ -76,7 +77,7 @@ class ConsoleSessionStore:
         try:
             await self._redis.delete(_key(token))
         except RedisError:
-            raise ServiceUnavailable("cannot end the console session") from None
+            raise RedisUnavailable("cannot end the console session") from None
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -89,5 +90,6 @@ async def console_sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     client = aioredis.Redis.from_url(app[CONFIG].redis.url, socket_connect_timeout=3)
     store = ConsoleSessionStore(client)
     app[CONSOLE_SESSIONS] = store
+    app[SIGNIN] = SignInThrottle(client, app[CONFIG].console)
     yield
     await store.close()

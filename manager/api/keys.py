@@ -12,6 +12,8 @@ from manager.services.files import SessionFiles
 from manager.services.keypairs import KeypairStore
 from manager.services.routes import QueryCounter
 from manager.services.sessions import SessionCreator
+from manager.services.transfers import TransferGate
+from manager.sweep import Sweeper
 
 CONFIG = web.AppKey("kraken.config", ManagerConfig)
 DB = web.AppKey("kraken.db", AsyncEngine)
@@ -22,3 +24,5 @@ COUNTER = web.AppKey("kraken.counter", QueryCounter)
 CREATOR = web.AppKey("kraken.creator", SessionCreator)
 CONTROL = web.AppKey("kraken.control", SessionControl)
 FILES = web.AppKey("kraken.files", SessionFiles)
+TRANSFERS = web.AppKey("kraken.transfers", TransferGate)
+SWEEPER = web.AppKey("kraken.sweeper", Sweeper)

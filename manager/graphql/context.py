@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from manager.graphql.loaders import Loaders
+from manager.graphql.pacing import Pacer
+from manager.secretbox import SecretBox
 from manager.services.keypairs import KeypairInfo
 
 
@@ -14,7 +16,11 @@ class GqlContext:
     engine: AsyncEngine
     caller: KeypairInfo
     loaders: Loaders
+    pacer: Pacer
+    box: SecretBox | None = None  # seals the secrets of keypairs created by mutations
 
     @classmethod
-    def create(cls, engine: AsyncEngine, caller: KeypairInfo) -> GqlContext:
-        return cls(engine, caller, Loaders.create(engine))
+    def create(cls, engine: AsyncEngine, caller: KeypairInfo,
+               box: SecretBox | None = None) -> GqlContext:
+        pacer = Pacer()
+        return cls(engine, caller, Loaders.create(engine, pacer), pacer, box)

@@ -14,7 +14,10 @@ from common.errors import (
     InvalidAPIParameters,
     KrakenError,
     NotFound,
+    ServiceUnavailable,
 )
+from manager.db.errors import client_data_error
+from manager.outage import translate
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +31,11 @@ _CODES: tuple[tuple[type[KrakenError], str], ...] = (
     (Forbidden, "FORBIDDEN"),
     (NotFound, "NOT_FOUND"),
     (InvalidAPIParameters, "BAD_USER_INPUT"),
+    (ServiceUnavailable, "SERVICE_UNAVAILABLE"),
 )
 HTTP_STATUS = {PARSE_FAILED: 400, VALIDATION_FAILED: 400, BAD_REQUEST: 400,
                "BAD_USER_INPUT": 400, "UNAUTHENTICATED": 401, "FORBIDDEN": 403,
-               "NOT_FOUND": 404, INTERNAL: 500}
+               "NOT_FOUND": 404, INTERNAL: 500, "SERVICE_UNAVAILABLE": 503}
 
 
 def code_of(error: KrakenError) -> str:
@@ -45,6 +49,10 @@ def format_error(error: GraphQLError, default_code: str = VALIDATION_FAILED) -> 
     """One GraphQL error as JSON, with ``extensions.code`` and no internals."""
     out: dict[str, Any] = dict(error.formatted)
     original = error.original_error
+    if original is not None and (refused := client_data_error(original)) is not None:
+        original = refused
+    elif original is not None and not isinstance(original, KrakenError | GraphQLError):
+        original = translate(original) or original  # an outage is a 503, not a bug
     if isinstance(original, KrakenError):
         code = code_of(original)
         out["message"] = original.detail or original.title

@@ -1,4 +1,6 @@
-"""Running one GraphQL request: parse, validate (per-caller rules), execute async.
+"""Running one GraphQL request: parse (bounded), measure against the limits, validate
+(per-caller rules), execute async. Nothing runs before all of these passed; a client's
+mistake is answered 400 and logged as one INFO line, never with a traceback.
 
 The reply has two shapes. The Backend.AI v4 shape, which client 18.12.3 reads, puts
 the data object itself at the top level on success and sends errors with a non-2xx
@@ -8,15 +10,16 @@ console does) gets the standard ``{"data", "errors"}`` envelope instead.
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from graphene.validation import depth_limit_validator
 from graphql import ASTValidationRule, GraphQLError, execute, parse, specified_rules, validate
 from graphql.language import DocumentNode
 from graphql.validation import VariablesInAllowedPositionRule
 
 from common.errors import PROBLEM_TYPE_PREFIX
+from manager.config import GraphQLConfig
 from manager.graphql.authz import AuthorizationMiddleware, validation_rules
 from manager.graphql.context import GqlContext
 from manager.graphql.errors import (
@@ -26,14 +29,16 @@ from manager.graphql.errors import (
     http_status,
     request_error,
 )
+from manager.graphql.limits import check_limits
+from manager.graphql.pacing import PacingMiddleware
 from manager.graphql.schema import SCHEMA
 from manager.graphql.userid import LenientVariablesRule
 
-MAX_QUERY_CHARS = 100_000
-MAX_DEPTH = 10
+log = logging.getLogger(__name__)
+
 BASE_RULES: list[type[ASTValidationRule]] = [
     LenientVariablesRule if rule is VariablesInAllowedPositionRule else rule
-    for rule in specified_rules] + [depth_limit_validator(MAX_DEPTH)]
+    for rule in specified_rules]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +54,6 @@ class GqlRequest:
         operation = body.get("operationName") or None
         if not isinstance(query, str) or not query.strip():
             return "the request needs a non-empty string field 'query'"
-        if len(query) > MAX_QUERY_CHARS:
-            return f"the query is longer than {MAX_QUERY_CHARS} characters"
         if not isinstance(variables, dict):
             return "'variables' must be a JSON object"
         if operation is not None and not isinstance(operation, str):
@@ -86,25 +89,40 @@ def bad_request(message: str) -> GqlResult:
     return GqlResult(None, [request_error(message, BAD_REQUEST)])
 
 
-def _parse(query: str) -> DocumentNode | GqlResult:
+def _parse(query: str, limits: GraphQLConfig) -> DocumentNode | GqlResult:
     try:
-        return parse(query)
+        return parse(query, max_source_length=limits.max_query_chars,
+                     max_lexical_tokens=limits.max_tokens, max_comments=limits.max_tokens)
     except GraphQLError as e:
         return GqlResult(None, [format_error(e, PARSE_FAILED)])
 
 
-async def run(request: GqlRequest, context: GqlContext) -> GqlResult:
-    document = _parse(request.query)
+def check(document: DocumentNode, context: GqlContext, limits: GraphQLConfig
+          ) -> list[GraphQLError]:
+    """Why ``document`` may not run: the limits first (they bound what validation
+    walks), then graphql-core's standard rules (fragment cycles, unknown fields, …)."""
+    schema = SCHEMA.graphql_schema
+    return check_limits(schema, document, limits) or validate(
+        schema, document, validation_rules(context.caller, BASE_RULES))
+
+
+def _refused(result: GqlResult, context: GqlContext) -> GqlResult:
+    log.info("admin GraphQL request of %s refused: %s", context.caller.access_key,
+             result.errors[0]["message"][:200])
+    return result
+
+
+async def run(request: GqlRequest, context: GqlContext, limits: GraphQLConfig) -> GqlResult:
+    document = _parse(request.query, limits)
     if isinstance(document, GqlResult):
-        return document
-    rules = validation_rules(context.caller, BASE_RULES)
-    problems = validate(SCHEMA.graphql_schema, document, rules)
+        return _refused(document, context)
+    problems = check(document, context, limits)
     if problems:
-        return GqlResult(None, [format_error(e) for e in problems])
+        return _refused(GqlResult(None, [format_error(e) for e in problems]), context)
     result = execute(SCHEMA.graphql_schema, document, context_value=context,
                      variable_values=request.variables,
                      operation_name=request.operation_name,
-                     middleware=[AuthorizationMiddleware()])
+                     middleware=[AuthorizationMiddleware(), PacingMiddleware()])
     if inspect.isawaitable(result):
         result = await result
     errors = [format_error(e) for e in result.errors or []]

@@ -2,6 +2,7 @@
 refusal (no such keypair, keypair in use) is reported as ``ok: false`` with ``msg``."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import graphene
@@ -19,11 +20,13 @@ class KeyPairInput(graphene.InputObjectType):
     resource_policy = String()
     concurrency_limit = Int()
     rate_limit = Int()
+    strict_signing = Boolean()
 
 
 def _props(props: Any) -> writes.KeyPairProps:
     return writes.KeyPairProps(**{k: props.get(k) for k in (
-        "is_active", "is_admin", "resource_policy", "concurrency_limit", "rate_limit")})
+        "is_active", "is_admin", "resource_policy", "concurrency_limit", "rate_limit",
+        "strict_signing")})
 
 
 class CreateKeyPair(graphene.Mutation):
@@ -38,9 +41,13 @@ class CreateKeyPair(graphene.Mutation):
     @staticmethod
     async def mutate(_root: Any, info: Any, user_id: str, props: Any) -> CreateKeyPair:
         engine = info.context.engine
-        access_key = await writes.insert_keypair(engine, str(user_id), _props(props))
-        found: dict[str, KeypairRecord] = await queries.keypairs_by_key(engine, [access_key])
-        return CreateKeyPair(ok=True, msg="success", keypair=found[access_key])
+        made = await writes.insert_keypair(engine, info.context.box, str(user_id),
+                                           _props(props))
+        found: dict[str, KeypairRecord] = await queries.keypairs_by_key(
+            engine, [made.access_key])
+        # the one answer that shows the secret: it cannot be read back later
+        record = dataclasses.replace(found[made.access_key], secret_key=made.secret_key)
+        return CreateKeyPair(ok=True, msg="success", keypair=record)
 
 
 class ModifyKeyPair(graphene.Mutation):

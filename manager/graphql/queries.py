@@ -1,10 +1,13 @@
 """The SQL reads behind the admin GraphQL API: small functions, one statement each,
-batched by key so loaders can serve a whole page of objects with one round trip."""
+batched by key so loaders can serve a whole page of objects with one round trip.
+Records are built ``ROWS_PER_TURN`` rows per event-loop turn (``_rows``), so a read of
+thousands of rows never holds the loop (see ``manager.graphql.pacing``)."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,6 +34,7 @@ from manager.graphql.records import (
 )
 
 LIVE = sorted(s.value for s in LIVE_STATUSES)
+ROWS_PER_TURN = 200
 
 
 def status_values(status: str | None) -> list[str] | None:
@@ -40,9 +44,14 @@ def status_values(status: str | None) -> list[str] | None:
     return [s.strip().upper() for s in status.split(",") if s.strip()]
 
 
-async def _rows(engine: AsyncEngine, stmt: sa.Executable) -> Sequence[Any]:
+async def _rows(engine: AsyncEngine, stmt: sa.Executable) -> AsyncIterator[Any]:
+    """The rows of ``stmt``, letting the event loop run every ``ROWS_PER_TURN`` rows."""
     async with engine.connect() as conn:
-        return (await conn.execute(stmt)).all()
+        rows = (await conn.execute(stmt)).all()
+    for i, row in enumerate(rows):
+        if i and i % ROWS_PER_TURN == 0:
+            await asyncio.sleep(0)
+        yield row
 
 
 # ---- keypairs -----------------------------------------------------------------------
@@ -55,7 +64,7 @@ def _keypair_select() -> sa.Select[Any]:
 
 async def keypairs_by_key(engine: AsyncEngine, keys: Iterable[str]) -> dict[str, KeypairRecord]:
     stmt = _keypair_select().where(keypairs.c.access_key.in_(list(keys)))
-    return {r.access_key: KeypairRecord.from_row(r) for r in await _rows(engine, stmt)}
+    return {r.access_key: KeypairRecord.from_row(r) async for r in _rows(engine, stmt)}
 
 
 async def list_keypairs(engine: AsyncEngine, user_id: str | None, is_active: bool | None,
@@ -67,14 +76,14 @@ async def list_keypairs(engine: AsyncEngine, user_id: str | None, is_active: boo
         stmt = stmt.where(keypairs.c.is_active == is_active)
     if access_key is not None:
         stmt = stmt.where(keypairs.c.access_key == access_key)
-    return [KeypairRecord.from_row(r) for r in await _rows(engine, stmt)]
+    return [KeypairRecord.from_row(r) async for r in _rows(engine, stmt)]
 
 
 async def live_session_counts(engine: AsyncEngine, keys: Iterable[str]) -> dict[str, int]:
     stmt = (sa.select(kernels.c.access_key, sa.func.count())
             .where(kernels.c.access_key.in_(list(keys)), kernels.c.status.in_(LIVE))
             .group_by(kernels.c.access_key))
-    return {r[0]: int(r[1]) for r in await _rows(engine, stmt)}
+    return {r[0]: int(r[1]) async for r in _rows(engine, stmt)}
 
 
 # ---- compute sessions ---------------------------------------------------------------
@@ -91,7 +100,7 @@ async def list_sessions(engine: AsyncEngine, access_key: str | None,
     stmt = _session_select(status)
     if access_key is not None:
         stmt = stmt.where(kernels.c.access_key == access_key)
-    return [SessionRecord.from_row(r) for r in await _rows(engine, stmt)]
+    return [SessionRecord.from_row(r) async for r in _rows(engine, stmt)]
 
 
 async def sessions_by_owner(engine: AsyncEngine, keys: Iterable[tuple[str, str | None]]
@@ -103,7 +112,7 @@ async def sessions_by_owner(engine: AsyncEngine, keys: Iterable[tuple[str, str |
     out: dict[tuple[str, str | None], list[SessionRecord]] = defaultdict(list)
     for status, owners in by_status.items():
         stmt = _session_select(status).where(kernels.c.access_key.in_(owners))
-        for r in await _rows(engine, stmt):
+        async for r in _rows(engine, stmt):
             out[(r.access_key, status)].append(SessionRecord.from_row(r))
     return out
 
@@ -111,7 +120,7 @@ async def sessions_by_owner(engine: AsyncEngine, keys: Iterable[tuple[str, str |
 async def sessions_by_id(engine: AsyncEngine, ids: Iterable[uuid.UUID]
                          ) -> dict[uuid.UUID, SessionRecord]:
     stmt = sa.select(kernels).where(kernels.c.id.in_(list(ids)))
-    return {r.id: SessionRecord.from_row(r) for r in await _rows(engine, stmt)}
+    return {r.id: SessionRecord.from_row(r) async for r in _rows(engine, stmt)}
 
 
 async def find_sessions(engine: AsyncEngine, sess_id: str, access_key: str | None,
@@ -128,7 +137,7 @@ async def find_sessions(engine: AsyncEngine, sess_id: str, access_key: str | Non
         stmt = stmt.where(kernels.c.access_key == access_key)
     if (wanted := status_values(status)) is not None:
         stmt = stmt.where(kernels.c.status.in_(wanted))
-    return [SessionRecord.from_row(r) for r in await _rows(engine, stmt)]
+    return [SessionRecord.from_row(r) async for r in _rows(engine, stmt)]
 
 
 # ---- agents and images --------------------------------------------------------------
@@ -140,7 +149,7 @@ async def list_agents(engine: AsyncEngine, status: str | None,
         stmt = stmt.where(agents.c.status.in_(wanted))
     if agent_id is not None:
         stmt = stmt.where(agents.c.id == agent_id)
-    return [AgentRecord.from_row(r) for r in await _rows(engine, stmt)]
+    return [AgentRecord.from_row(r) async for r in _rows(engine, stmt)]
 
 
 async def agent_usage(engine: AsyncEngine, ids: Iterable[str]) -> dict[str, AgentUsage]:
@@ -148,7 +157,7 @@ async def agent_usage(engine: AsyncEngine, ids: Iterable[str]) -> dict[str, Agen
     stmt = sa.select(kernels.c.agent_id, kernels.c.slots, kernels.c.last_stat).where(
         kernels.c.agent_id.in_(list(ids)), kernels.c.status.in_(LIVE))
     acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0.0])
-    for r in await _rows(engine, stmt):
+    async for r in _rows(engine, stmt):
         s = SlotSummary.of(r.slots)
         a = acc[r.agent_id]
         a[0] += s.cpu
@@ -166,7 +175,7 @@ async def list_images(engine: AsyncEngine) -> list[ImageRecord]:
             .join(agents, agents.c.id == images.c.agent_id)
             .where(agents.c.status == "ALIVE").order_by(images.c.name, images.c.agent_id))
     grouped: dict[str, list[Any]] = defaultdict(list)
-    for r in await _rows(engine, stmt):
+    async for r in _rows(engine, stmt):
         grouped[r.name].append(r)
     return [ImageRecord.build(name, rows[0].image_id, dict(rows[0].labels or {}),
                               tuple(r.agent_id for r in rows))
@@ -186,11 +195,11 @@ async def vfolders_by_key(engine: AsyncEngine, keys: Iterable[str]
         vfolder_permissions.c.access_key.in_(wanted))
     stmt = sa.union_all(owned, shared).order_by("created_at", "name")
     out: dict[str, list[VFolderRecord]] = defaultdict(list)
-    for r in await _rows(engine, stmt):
+    async for r in _rows(engine, stmt):
         out[r.viewer].append(VFolderRecord.from_row(r))
     return out
 
 
 async def list_vfolders(engine: AsyncEngine) -> list[VFolderRecord]:
     stmt = sa.select(vfolders).order_by(vfolders.c.created_at, vfolders.c.name)
-    return [VFolderRecord.from_row(r) for r in await _rows(engine, stmt)]
+    return [VFolderRecord.from_row(r) async for r in _rows(engine, stmt)]

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from common.slots import CPU, GPU, MEM
+from manager.replica import public_info
 from manager.services.images import slots_to_floats, split_reference
 
 MIB = 2**20
@@ -42,8 +43,11 @@ class SlotSummary:
 
 @dataclass(frozen=True, slots=True)
 class KeypairRecord:
+    """A keypair as GraphQL shows it: ``secret_key`` is None except in the answer of
+    ``create_keypair`` (secrets are stored sealed and never read back)."""
+
     access_key: str
-    secret_key: str = field(repr=False)
+    secret_key: str | None = field(repr=False)
     user_id: str
     is_active: bool
     is_admin: bool
@@ -53,12 +57,13 @@ class KeypairRecord:
     last_used: datetime | None
     rate_limit: int | None
     resource_policy: str | None
+    strict_signing: bool = False
 
     @classmethod
     def from_row(cls, r: Any) -> KeypairRecord:
-        return cls(r.access_key, r.secret_key, r.user_id, r.is_active, r.is_admin,
+        return cls(r.access_key, None, r.user_id, r.is_active, r.is_admin,
                    r.concurrency_limit, r.num_queries, r.created_at, r.last_used,
-                   r.rate_limit, r.resource_policy)
+                   r.rate_limit, r.resource_policy, bool(r.strict_signing))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +91,8 @@ class SessionRecord:
     def from_row(cls, r: Any) -> SessionRecord:
         raw = dict(r.last_stat or {})
         stats = {k: _int(raw.get(k, 0)) for k in STAT_KEYS}
-        return cls(r.id, r.session_name, r.access_key, "master", r.status, r.status_info,
+        return cls(r.id, r.session_name, r.access_key, "master", r.status,
+                   public_info(r.status_info),
                    r.created_at, r.terminated_at, r.agent_id, r.container_id, r.lang,
                    r.image, r.tag, r.num_queries, SlotSummary.of(r.slots), stats)
 

@@ -53,13 +53,13 @@ class Query(graphene.ObjectType):
     async def resolve_keypairs(_root: Any, info: Any, user_id: str | int | None = None,
                                is_active: bool | None = None) -> list[KeypairRecord]:
         uid = None if user_id is None else str(user_id)
-        return await queries.list_keypairs(info.context.engine, uid, is_active)
+        return await info.context.loaders.reads.read(queries.list_keypairs, uid, is_active)  # type: ignore[no-any-return]
 
     @staticmethod
     async def resolve_compute_sessions(_root: Any, info: Any, access_key: str | None = None,
                                        status: str | None = None) -> list[SessionRecord]:
         scope = owner_scope(info.context.caller, access_key)
-        return await queries.list_sessions(info.context.engine, scope, status)
+        return await info.context.loaders.reads.read(queries.list_sessions, scope, status)  # type: ignore[no-any-return]
 
     @staticmethod
     async def resolve_compute_session(_root: Any, info: Any, sess_id: str | None = None
@@ -67,14 +67,15 @@ class Query(graphene.ObjectType):
         scope = owner_scope(info.context.caller, None)
         if not sess_id:
             return None
-        found = await queries.find_sessions(info.context.engine, sess_id, scope)
+        found = await info.context.loaders.reads.read(queries.find_sessions, sess_id, scope)
         return found[0] if found else None
 
     @staticmethod
     async def resolve_compute_workers(_root: Any, info: Any, sess_id: str,
                                       status: str | None = None) -> list[SessionRecord]:
         scope = owner_scope(info.context.caller, None)
-        found = await queries.find_sessions(info.context.engine, sess_id, scope, status)
+        found = await info.context.loaders.reads.read(queries.find_sessions, sess_id,
+                                                      scope, status)
         return found[:1]
 
     @staticmethod
@@ -82,22 +83,22 @@ class Query(graphene.ObjectType):
                                ) -> list[VFolderRecord]:
         scope = owner_scope(info.context.caller, access_key)
         if scope is None:
-            return await queries.list_vfolders(info.context.engine)
+            return await info.context.loaders.reads.read(queries.list_vfolders)  # type: ignore[no-any-return]
         return await info.context.loaders.vfolders_of.load(scope)  # type: ignore[no-any-return]
 
     @staticmethod
     async def resolve_agents(_root: Any, info: Any, status: str | None = None
                              ) -> list[AgentRecord]:
-        return await queries.list_agents(info.context.engine, status)
+        return await info.context.loaders.reads.read(queries.list_agents, status)  # type: ignore[no-any-return]
 
     @staticmethod
     async def resolve_agent(_root: Any, info: Any, agent_id: str) -> AgentRecord | None:
-        found = await queries.list_agents(info.context.engine, None, agent_id)
+        found = await info.context.loaders.reads.read(queries.list_agents, None, agent_id)
         return found[0] if found else None
 
     @staticmethod
     async def resolve_images(_root: Any, info: Any) -> list[ImageRecord]:
-        return await queries.list_images(info.context.engine)
+        return await info.context.loaders.reads.read(queries.list_images)  # type: ignore[no-any-return]
 
 
 class Mutation(graphene.ObjectType):

@@ -95,7 +95,8 @@ class VirtualFolder(graphene.ObjectType):
 
 class KeyPair(graphene.ObjectType):
     access_key = String()
-    secret_key = String()
+    secret_key = String(description="only in the answer of create_keypair; null elsewhere")
+    strict_signing = Boolean(description="requests must use strict signing (docs/api.md)")
     user_id = String()
     is_active = Boolean()
     is_admin = Boolean()

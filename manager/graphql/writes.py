@@ -8,11 +8,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from common.errors import InvalidAPIParameters
+from common.errors import InvalidAPIParameters, ServiceUnavailable
 from manager.db.tables import kernels, keypair_policies, keypairs
-from manager.services.keypairs import create_keypair
+from manager.secretbox import SecretBox
+from manager.services.keypairs import KeypairInfo, create_keypair
 
-KEYPAIR_COLUMNS = ("is_active", "is_admin", "concurrency_limit")
+KEYPAIR_COLUMNS = ("is_active", "is_admin", "concurrency_limit", "strict_signing")
 POLICY_COLUMNS = ("rate_limit", "resource_policy")
 
 
@@ -25,6 +26,7 @@ class KeyPairProps:
     resource_policy: str | None = None
     concurrency_limit: int | None = None
     rate_limit: int | None = None
+    strict_signing: bool | None = None
 
     def validate(self) -> KeyPairProps:
         for name in ("concurrency_limit", "rate_limit"):
@@ -47,17 +49,21 @@ async def _set_policy(conn: AsyncConnection, access_key: str, props: KeyPairProp
     await conn.execute(stmt.on_conflict_do_update(index_elements=["access_key"], set_=values))
 
 
-async def insert_keypair(engine: AsyncEngine, user_id: str, props: KeyPairProps) -> str:
-    """Create a keypair with fresh keys and its policy; returns its access key."""
+async def insert_keypair(engine: AsyncEngine, box: SecretBox | None, user_id: str,
+                         props: KeyPairProps) -> KeypairInfo:
+    """Create a keypair with fresh keys and its policy; returns it (with its secret)."""
     props.validate()
+    if box is None:
+        raise ServiceUnavailable("keypairs cannot be created without the secrets key")
     async with engine.begin() as conn:
         info = await create_keypair(
-            engine, user_id=user_id, conn=conn,
+            engine, box=box, user_id=user_id, conn=conn,
             is_admin=bool(props.is_admin),
             is_active=props.is_active is not False,
+            strict_signing=bool(props.strict_signing),
             concurrency_limit=5 if props.concurrency_limit is None else props.concurrency_limit)
         await _set_policy(conn, info.access_key, props)
-    return info.access_key
+    return info
 
 
 async def update_keypair(engine: AsyncEngine, access_key: str, props: KeyPairProps) -> bool:

@@ -120,3 +120,43 @@ def test_authorization_header_parsing() -> None:
                 "BackendAI signMethod=HMAC-SHA256, credential=nosig"):
         with pytest.raises(AuthenticationFailed):
             parse_authorization(bad)
+
+
+def test_strict_string_to_sign_matches_docs_example() -> None:
+    """The worked example of docs/api.md (strict signing), byte for byte."""
+    from manager.api.auth import string_to_sign
+    from manager.api.strict import StrictHeaders
+
+    body = b'{"lang":"python"}'
+    digest = "11fac2c3366f8ef77961fd24ac39c84c7375b1c4b0289c481b04d2df33457e8d"
+    assert hashlib.sha256(body).hexdigest() == digest
+    parts = SignedParts("POST", "/kernel/create", "2026-11-24T06:00:00+00:00",
+                        "127.0.0.1:8081", "application/json", "v4.20181215", body,
+                        StrictHeaders("3q2-7wAAAAAAAAAAAAAAAA", digest))
+    text = ("kraken-strict-v1\nPOST\n/kernel/create\n2026-11-24T06:00:00+00:00\n"
+            "host:127.0.0.1:8081\ncontent-type:application/json\n"
+            "x-backendai-version:v4.20181215\nx-kraken-nonce:3q2-7wAAAAAAAAAAAAAAAA\n"
+            f"x-kraken-content-sha256:{digest}")
+    assert string_to_sign(parts) == text.encode()
+    key = hmac.new(SECRET.encode(), b"20261124", "sha256").digest()
+    key = hmac.new(key, b"127.0.0.1:8081", "sha256").digest()
+    expected = hmac.new(key, text.encode(), "sha256").hexdigest()
+    assert expected == "968bc51d4bd841c79ed4949a68fe790eaa01cacf2a260c57c29ea527b18217a0"
+    date = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    assert compute_signature(SECRET, parts, date) == expected
+
+
+def test_strict_signature_differs_from_v4_and_needs_strict_keypairs(
+        signed: tuple[SignedParts, str, datetime]) -> None:
+    from common.errors import StrictSigningRequired
+    from manager.api.strict import StrictHeaders
+
+    parts, sig, date = signed
+    strict_kp = dataclasses.replace(KEYPAIR, strict_signing=True)
+    with pytest.raises(StrictSigningRequired):
+        verify(strict_kp, parts, sig, date, "sha256")
+    strict_parts = dataclasses.replace(parts, strict=StrictHeaders("n" * 22, "0" * 64))
+    with pytest.raises(AuthenticationFailed):  # a v4 signature is no strict signature
+        verify(strict_kp, strict_parts, sig, date, "sha256")
+    good = compute_signature(SECRET, strict_parts, date)
+    assert verify(strict_kp, strict_parts, good, date, "sha256") is strict_kp
