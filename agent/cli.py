@@ -10,9 +10,11 @@ import click
 
 from agent.config import AgentConfig, load_agent_config
 from agent.docker_backend import DockerBackend
+from agent.identity import check_session_ids
 from agent.server import Agent
 from common.config import ConfigError
 from common.errors import KrakenError
+from common.filemodes import warn_if_loose
 from common.logging import setup_logging
 
 log = logging.getLogger("agent")
@@ -43,9 +45,11 @@ def main(config_path: Path | None) -> None:
         cfg = load_agent_config(config_path)
         cfg.manager.token()
         cfg.manager.server_public_key()
+        check_session_ids(cfg.jail.uid, cfg.jail.gid)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     setup_logging(cfg.logging.level, cfg.logging.file)
+    warn_if_loose(config_path, cfg.manager.join_token_file)
     try:
         asyncio.run(serve(cfg))
     except KrakenError as e:

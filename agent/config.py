@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
 import pydantic
 from pydantic import BaseModel, Field
 
 from common.config import ConfigError, load_config
+from common.limits import KERNEL_OUTPUT_BYTES, RUN_OUTPUT_BYTES
 from common.slots import parse_bytes
+from jail.policy import KERNEL_GID, KERNEL_UID
 
 ENV_PREFIX = "KRAKEN_AGENT"
+MAX_ID = (1 << 32) - 2  # (uid_t) -1 means "unchanged" to chown(2)
+MIN_SCRATCH = 16 << 20  # the smallest ext4 image worth making
 
 
 class ManagerConfig(BaseModel):
@@ -25,6 +30,7 @@ class ManagerConfig(BaseModel):
     join_token: str | None = Field(default=None, repr=False)
     join_token_file: Path | None = None
     request_timeout: float = Field(default=10.0, gt=0)
+    link_timeout: float = Field(default=5.0, ge=0)  # a replica silent this long is down
 
     @pydantic.field_validator("endpoints")
     @classmethod
@@ -101,6 +107,57 @@ class RunnerConfig(BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     ready_timeout: float = Field(default=30.0, gt=0)
+    ping_interval: float = Field(default=5.0, gt=0)
+    unresponsive_timeout: float = Field(default=30.0, ge=0)  # 0: never declare a hang
+
+
+class JailConfig(BaseModel):
+    """The uid/gid every session process runs as; they must name no host account/group."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    uid: int = Field(default=KERNEL_UID, ge=1, le=MAX_ID)
+    gid: int = Field(default=KERNEL_GID, ge=1, le=MAX_ID)
+
+
+class ScratchConfig(BaseModel):
+    """Each kernel's /home/work: a loop-mounted ext4 image of a bounded size (or a plain dir)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    quota: Literal["loop", "none"] = "loop"
+    default_size: int = Field(default=1 << 30, ge=MIN_SCRATCH)
+    max_size: int = Field(default=10 << 30, ge=MIN_SCRATCH)
+    preallocate: bool = False
+
+    @pydantic.field_validator("default_size", "max_size", mode="before")
+    @classmethod
+    def _bytes(cls, v: object) -> int:
+        if isinstance(v, (str, int)):
+            return parse_bytes(v)
+        raise ValueError("a size such as 1g")
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> ScratchConfig:
+        if self.default_size > self.max_size:
+            raise ValueError("scratch.default_size exceeds scratch.max_size")
+        return self
+
+
+class RunsConfig(BaseModel):
+    """Console output held between two execute calls (common/console.py has the rule)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    max_output: int = Field(default=RUN_OUTPUT_BYTES, gt=0)  # per run, every item kind
+    max_kernel_output: int = Field(default=KERNEL_OUTPUT_BYTES, gt=0)  # all runs of a kernel
+
+    @pydantic.field_validator("max_output", "max_kernel_output", mode="before")
+    @classmethod
+    def _bytes(cls, v: object) -> int:
+        if isinstance(v, (str, int)) and not isinstance(v, bool):
+            return parse_bytes(v)
+        raise ValueError("must be a size such as 8m")
 
 
 class AgentConfig(BaseModel):
@@ -114,6 +171,9 @@ class AgentConfig(BaseModel):
     resources: ResourcesConfig = ResourcesConfig()
     logging: LoggingConfig = LoggingConfig()
     runner: RunnerConfig = RunnerConfig()
+    jail: JailConfig = JailConfig()
+    scratch: ScratchConfig = ScratchConfig()
+    runs: RunsConfig = RunsConfig()
 
 
 def load_agent_config(path: str | Path | None) -> AgentConfig:

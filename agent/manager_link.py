@@ -3,12 +3,15 @@
 ``ManagerSession`` dials out over a ``DealerLink`` (CurveZMQ), sends ``Join`` with the
 join token, then a ``Heartbeat`` every ``heartbeat_interval``. A ``Rejoin`` (the
 manager restarted), an ``unauthorized`` error or a Join that times out starts the
-join again, with exponential backoff.
+join again, with exponential backoff (0.5 s up to 5 s). Sends never wait for a replica
+that is down or hung (``DealerLink(fail_fast=True)``): a Join to it fails at once and is
+retried, and each replica's heartbeats go out independently of the others.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from typing import Any, Protocol
 
@@ -29,7 +32,7 @@ from common.msg_agent import (
 log = logging.getLogger(__name__)
 
 BACKOFF_START = 0.5
-BACKOFF_MAX = 30.0
+BACKOFF_MAX = 5.0
 
 
 class AgentSide(Protocol):
@@ -45,12 +48,13 @@ class ManagerSession:
     """The agent's link to one manager endpoint."""
 
     def __init__(self, agent: AgentSide, endpoint: str, server_key: bytes | None,
-                 request_timeout: float) -> None:
+                 request_timeout: float, link_timeout: float = 0.0) -> None:
         self.endpoint = endpoint
         self._agent = agent
         self._timeout = request_timeout
         self.link = DealerLink(AGENT_PROTOCOL, endpoint, self._on_message,
-                               server_public_key=server_key)
+                               server_public_key=server_key, fail_fast=True,
+                               heartbeat_timeout=link_timeout)
         self._rejoin = asyncio.Event()
         self.joined = asyncio.Event()
         self._sent_images: list[dict[str, Any]] | None = None
@@ -67,12 +71,16 @@ class ManagerSession:
                 await self._task
         await self.link.close()
 
-    async def send_event(self, msg: Message) -> None:
-        """One-way message; a replica that is down misses it (it reconciles on join)."""
+    async def send_event(self, msg: Message) -> bool:
+        """One-way message, never waiting: a replica that is down or hung misses it (it
+        learns the state from the next heartbeat or join); the others are not held up."""
         try:
             await self.link.send(msg)
-        except zmq.ZMQError as e:  # a closing socket
-            log.warning("could not send %s to %s: %s", msg.msg_type, self.endpoint, e)
+        except (zmq.ZMQError, KrakenError) as e:  # not connected, or a closing socket
+            log.log(logging.DEBUG if isinstance(msg, Heartbeat) else logging.WARNING,
+                    "could not send %s to %s: %s", msg.msg_type, self.endpoint, e)
+            return False
+        return True
 
     async def _run(self) -> None:
         backoff = BACKOFF_START
@@ -93,19 +101,20 @@ class ManagerSession:
 
     async def _join(self) -> tuple[JoinAccepted | None, list[str]]:
         join = self._agent.join_message()
+        reported = join.kernels + join.creating
         self._rejoin.clear()
         try:
             reply = await self.link.request(join, self._timeout)
         except KrakenError as e:
             log.warning("join to %s failed: %s", self.endpoint, e)
-            return None, join.kernels
+            return None, reported
         if isinstance(reply, JoinAccepted):
             self._sent_images = join.images
             log.info("joined manager at %s", self.endpoint)
-            return reply, join.kernels
+            return reply, reported
         detail = reply.detail if isinstance(reply, ErrorReply) else reply.msg_type
         log.warning("manager at %s refused the join: %s", self.endpoint, detail)
-        return None, join.kernels
+        return None, reported
 
     async def _heartbeat_until_rejoin(self, interval: float) -> None:
         while not self._rejoin.is_set():
@@ -114,11 +123,9 @@ class ManagerSession:
                 return
             beat, images = await self._agent.heartbeat_message()
             if images != self._sent_images:
-                beat = Heartbeat(agent_id=beat.agent_id, available_slots=beat.available_slots,
-                                 occupied_slots=beat.occupied_slots, kernels=beat.kernels,
-                                 images=images)
-            await self.send_event(beat)
-            self._sent_images = images
+                beat = dataclasses.replace(beat, images=images)
+            if await self.send_event(beat):
+                self._sent_images = images
 
     async def _on_message(self, msg: Message) -> Message | None:
         if isinstance(msg, Rejoin):

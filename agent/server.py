@@ -16,9 +16,11 @@ from typing import Any
 import zmq.asyncio
 
 import agent
-from agent import files, idle
+from agent import idle, watchdog
 from agent.backend import ContainerBackend
 from agent.config import AgentConfig
+from agent.files import ScratchFiles, scratch_pool
+from agent.identity import check_session_ids
 from agent.kernels import KernelRegistry
 from agent.manager_link import ManagerSession
 from agent.resources import (
@@ -61,6 +63,7 @@ from common.msg_agent import (
 log = logging.getLogger(__name__)
 
 MAX_LOG_CHARS = 1 << 20
+IMAGES_TIMEOUT = 2.0
 Handler = Callable[[Any], Awaitable[Message]]
 
 
@@ -82,6 +85,7 @@ class Agent:
                                        gpu_provider_for(cfg))
         self._zctx = zmq.asyncio.Context()
         self.kernels = KernelRegistry(cfg, backend, self.pool, self._zctx, self.broadcast)
+        self.files = ScratchFiles(scratch_pool(cfg.jail.uid, cfg.jail.gid))
         self.sessions: list[ManagerSession] = []
         self._images: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -103,19 +107,25 @@ class Agent:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.files.pool.start()
+        check_session_ids(self.cfg.jail.uid, self.cfg.jail.gid)
         await self.backend.ensure_network(self.cfg.docker.network)
         await self.kernels.recover()
         self._images = await self._list_images()
         self._events_task = asyncio.ensure_future(self._watch_events())
         self._spawn(idle.reap_loop(self.kernels, self.broadcast))
+        self._spawn(watchdog.watch_loop(self.kernels, self.broadcast, self.cfg.runner))
         key = self.cfg.manager.server_public_key()
         for endpoint in self.cfg.manager.endpoints:
-            session = ManagerSession(self, endpoint, key, self.cfg.manager.request_timeout)
+            session = ManagerSession(self, endpoint, key, self.cfg.manager.request_timeout,
+                                     self.cfg.manager.link_timeout)
             session.start()
             self.sessions.append(session)
 
     async def stop(self) -> None:
-        """Leave the containers running: a restarted agent re-adopts them."""
+        """Undo the creates under way (their requests are answered first); leave the
+        running containers running: a restarted agent re-adopts them."""
+        await self.kernels.cancel_creates()
         for session in self.sessions:
             await session.close()
         if self._events_task is not None:
@@ -126,6 +136,7 @@ class Agent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.kernels.close()
+        await self.files.pool.close()
         await self.backend.close()
         self._zctx.term()
 
@@ -147,17 +158,20 @@ class Agent:
     # ---- toward the managers ------------------------------------------------------------
 
     async def _list_images(self) -> list[dict[str, Any]]:
+        """The local kernel images; the last list if Docker fails or is slow, so a hung
+        engine never holds up heartbeats."""
         try:
-            return [i.to_wire() for i in await self.backend.list_images()]
-        except KrakenError as e:
-            log.warning("cannot list images: %s", e)
+            async with asyncio.timeout(IMAGES_TIMEOUT):
+                return [i.to_wire() for i in await self.backend.list_images()]
+        except (KrakenError, TimeoutError) as e:
+            log.warning("cannot list images: %s", e or "Docker did not answer in time")
             return self._images
 
     def join_message(self) -> Join:
         return Join(agent_id=self.cfg.agent_id, token=self.cfg.manager.token(),
                     region=self.cfg.region, version=agent.__version__,
                     available_slots=self.pool.capacity.to_wire(), images=self._images,
-                    kernels=self.kernels.kernel_ids,
+                    kernels=self.kernels.kernel_ids, creating=self.kernels.creating_ids,
                     gpus=[g.to_wire() for g in self.pool.gpus])
 
     async def heartbeat_message(self) -> tuple[Heartbeat, list[dict[str, Any]]]:
@@ -165,13 +179,26 @@ class Agent:
         beat = Heartbeat(agent_id=self.cfg.agent_id,
                          available_slots=self.pool.capacity.to_wire(),
                          occupied_slots=self.pool.occupied.to_wire(),
-                         kernels=self.kernels.kernel_ids)
+                         kernels=self.kernels.kernel_ids,
+                         creating=self.kernels.creating_ids)
         return beat, self._images
 
     async def on_join_accepted(self, accepted: JoinAccepted, reported: list[str]) -> None:
-        """Destroy the kernels we reported that the manager no longer owns."""
-        keep = set(accepted.keep_kernels) | (set(self.kernels.kernel_ids) - set(reported))
-        await self.kernels.keep_only(sorted(keep))
+        """Destroy only what the manager names in ``drop_kernels``, never a kernel merely
+        missing from ``keep_kernels``: that replica's view may be stale (an outage, a fresh
+        replica) while another replica still serves the kernel. The drops run in the
+        background, so heartbeats start at once."""
+        drop = [kid for kid in accepted.drop_kernels if kid in set(reported)]
+        if drop:
+            self._spawn(self._drop(drop))
+        unlisted = set(reported) - set(accepted.keep_kernels) - set(drop)
+        if unlisted:
+            log.warning("the manager did not list %d held kernel(s) (%s); they are kept "
+                        "until a manager destroys them", len(unlisted),
+                        ", ".join(sorted(unlisted)))
+
+    async def _drop(self, kernel_ids: list[str]) -> None:
+        await self.kernels.drop(kernel_ids, "the manager dropped it at join")
 
     async def broadcast(self, event: KernelTerminated) -> None:
         for session in self.sessions:
@@ -223,17 +250,17 @@ class Agent:
     async def _upload(self, msg: UploadFiles) -> Message:
         kernel = self.kernels.get(msg.kernel_id)
         kernel.touch()
-        paths = await asyncio.to_thread(files.upload, kernel.scratch, msg.files)
+        paths = await self.files.upload(kernel.scratch, msg.files)
         return FilesUploaded(paths=paths)
 
     async def _list_files(self, msg: ListFiles) -> Message:
         kernel = self.kernels.get(msg.kernel_id)
-        abspath, entries = await asyncio.to_thread(files.list_dir, kernel.scratch, msg.path)
+        abspath, entries = await self.files.list_dir(kernel.scratch, msg.path)
         return FileList(abspath=abspath, files=entries)
 
     async def _download(self, msg: DownloadFiles) -> Message:
         kernel = self.kernels.get(msg.kernel_id)
-        archives = await asyncio.to_thread(files.download, kernel.scratch, msg.files)
+        archives = await self.files.download(kernel.scratch, msg.files)
         return FilesArchive(archives=archives)
 
     async def _logs(self, msg: GetLogs) -> Message:

@@ -28,10 +28,10 @@ from agent.backend import (
     LABEL_SLOTS,
 )
 from agent.resources import device_requests
-from common.errors import InvalidAPIParameters
+from common.errors import InvalidAPIParameters, KernelCreationFailed
 from common.msg_agent import CreateKernel
 from common.slots import CPU, GPU, MEM, ResourceSlot, parse_bytes
-from jail.policy import KERNEL_USER, JailPolicy, jail_host_config
+from jail.policy import KERNEL_GID, KERNEL_UID, KERNEL_USER, JailPolicy, jail_host_config
 
 HOME = "/home/work"
 LABEL_MAXCORES = "ai.backend.maxcores"
@@ -39,6 +39,7 @@ LABEL_MAXMEM = "ai.backend.maxmem"
 LABEL_TIMEOUT = "ai.backend.timeout"
 LABEL_FEATURES = "ai.backend.features"
 LABEL_CORECOUNT_ENVS = "ai.backend.envs.corecount"
+LABEL_SCRATCH = "kraken.scratch.size"  # the image's /home/work size, e.g. "4g"
 DEFAULT_MEM = 1 << 30
 KNOWN_SLOTS = frozenset({CPU, MEM, GPU})
 BASE_ENV = {"LANG": "C.UTF-8", "TERM": "xterm", "HOME": HOME, "USER": KERNEL_USER,
@@ -54,6 +55,8 @@ class SpecContext:
     network: str
     scratch_dir: Path
     jail: JailPolicy = field(default_factory=JailPolicy)
+    uid: int = KERNEL_UID  # the session uid/gid (agent config jail.uid / jail.gid)
+    gid: int = KERNEL_GID
 
 
 def _decimal(name: str, value: object) -> Decimal:
@@ -94,6 +97,21 @@ def granted_slots(requested: Mapping[str, str], labels: Mapping[str, str]) -> Re
     if gpu > 0:
         slots[GPU] = gpu
     return ResourceSlot(slots)
+
+
+def scratch_size(labels: Mapping[str, str], default: int, maximum: int) -> int:
+    """Bytes of the kernel's /home/work: ``kraken.scratch.size`` or the default, capped."""
+    text = labels.get(LABEL_SCRATCH)
+    if text is None:
+        return min(default, maximum)
+    try:
+        size = parse_bytes(text)
+    except (ValueError, InvalidOperation):
+        raise KernelCreationFailed(
+            f"image label {LABEL_SCRATCH}={text!r} is not a size such as 4g") from None
+    if size <= 0:
+        raise KernelCreationFailed(f"image label {LABEL_SCRATCH}={text!r} must be positive")
+    return min(size, maximum)
 
 
 def image_features(labels: Mapping[str, str]) -> list[str]:
@@ -176,7 +194,7 @@ def build_container_config(req: CreateKernel, labels: Mapping[str, str],
     return {
         "Image": req.image,
         "Hostname": "kernel-" + req.kernel_id[:8],
-        "User": KERNEL_USER,
+        "User": f"{ctx.uid}:{ctx.gid}",
         "WorkingDir": HOME,
         "Env": kernel_environ(req.environ, labels, cores),
         "Labels": _labels(req, ctx, granted, gpu_ids),

@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from common.confined_fs import DIR_FLAGS, usage
+from common.errors import KrakenError
+
 STAT_KEYS = ("cpu_used", "mem_max_bytes", "mem_cur_bytes", "net_rx_bytes", "net_tx_bytes",
              "io_read_bytes", "io_write_bytes", "io_max_scratch_size", "io_cur_scratch_size")
 
@@ -37,12 +40,15 @@ def stats_from_docker(raw: dict[str, Any]) -> dict[str, int]:
 
 
 def dir_size(path: Path) -> int:
-    """Bytes used by the files under ``path`` (symlinks not followed); 0 if absent."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                continue
-    return total
+    """Apparent bytes of the files under ``path``, walked by descriptors (a symlink
+    or FIFO a kernel swaps in is never followed or opened); 0 if absent."""
+    try:
+        fd = os.open(path, DIR_FLAGS)
+    except OSError:
+        return 0
+    try:
+        return usage(fd)[1]
+    except (OSError, KrakenError):
+        return 0
+    finally:
+        os.close(fd)

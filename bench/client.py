@@ -1,7 +1,7 @@
 """A minimal signed API client for the benchmarks (seed 004 §2.7 signing).
 
 Reads BACKEND_ENDPOINT / BACKEND_ACCESS_KEY / BACKEND_SECRET_KEY, as written to
-var/env.sh by `scripts/dev up`.
+var/env.sh by `scripts/dev up`, unless they are given.
 """
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ API_VERSION = "v4.20181215"
 
 
 class SignedClient:
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.endpoint = URL(os.environ["BACKEND_ENDPOINT"])
-        self.access_key = os.environ["BACKEND_ACCESS_KEY"]
-        self.secret_key = os.environ["BACKEND_SECRET_KEY"]
+    def __init__(self, session: aiohttp.ClientSession, endpoint: str = "",
+                 access_key: str = "", secret_key: str = "") -> None:
+        self.endpoint = URL(endpoint or os.environ["BACKEND_ENDPOINT"])
+        self.access_key = access_key or os.environ["BACKEND_ACCESS_KEY"]
+        self.secret_key = secret_key or os.environ["BACKEND_SECRET_KEY"]
         self.session = session
 
     def _headers(self, method: str, path: str) -> dict[str, str]:

@@ -10,16 +10,23 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     KrakenError (500 internal-error)
     ├── InvalidAPIParameters (400 invalid-api-params)
     │   ├── MalformedJSON (400 malformed-json)
+    │   ├── HostNotAllowed (400 host-not-allowed)
     │   ├── VFolderAlreadyExists (400 vfolder-already-exists)
-    │   └── VFolderPathNotAllowed (400 vfolder-path-not-allowed)
+    │   ├── NotRegularFile (400 not-a-regular-file): a FIFO, socket or device
+    │   └── PathNotAllowed (400 path-not-allowed): leaves its directory or via a symlink
+    │       └── VFolderPathNotAllowed (400 vfolder-path-not-allowed)
     ├── AuthenticationFailed (401 unauthorized)
+    │   ├── StrictSigningRequired (401 strict-signing-required)
+    │   ├── ReplayedRequest (401 replayed-request)
+    │   └── BodyDigestMismatch (401 body-digest-mismatch)
     ├── Forbidden (403 forbidden)
     │   └── VFolderPermissionDenied (403 vfolder-permission-denied)
     ├── NotFound (404 not-found)
     │   ├── KernelNotFound (404 kernel-not-found)
     │   ├── ImageNotFound (404 image-not-found)
     │   ├── VFolderNotFound (404 vfolder-not-found)
-    │   ├── VFolderPathNotFound (404 vfolder-path-not-found)
+    │   ├── PathNotFound (404 path-not-found)
+    │   │   └── VFolderPathNotFound (404 vfolder-path-not-found)
     │   ├── InvitationNotFound (404 vfolder-invitation-not-found)
     │   └── UnsupportedAPIVersion (404 unsupported-api-version)
     ├── MethodNotAllowed (405 method-not-allowed)
@@ -29,12 +36,18 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     ├── QuotaExceeded (412 quota-exceeded)
     ├── PayloadTooLarge (413 payload-too-large)
     ├── RateLimitExceeded (429 too-many-requests)
+    │   ├── SignInThrottled (429 sign-in-throttled)
+    │   └── TooManyTransfers (429 too-many-transfers)
     ├── KernelCreationFailed (500 kernel-creation-failed)
+    ├── KernelCreationCancelled (409 kernel-creation-cancelled)
     ├── KernelExecutionFailed (500 kernel-execution-failed)
     ├── AgentError (502 agent-error)
     │   └── ProtocolError (502 protocol-error)
     └── ServiceUnavailable (503 service-unavailable)
         ├── NoAgentAvailable (503 no-agent-available)
+        ├── AgentUnavailable (503 agent-unavailable)
+        ├── DatabaseUnavailable (503 database-unavailable)
+        ├── RedisUnavailable (503 redis-unavailable)
         └── AgentTimeout (504 agent-timeout)
 """
 from __future__ import annotations
@@ -74,16 +87,40 @@ class MalformedJSON(InvalidAPIParameters):
     slug, title = "malformed-json", "Malformed JSON in the request body"
 
 
+class HostNotAllowed(InvalidAPIParameters):
+    slug, title = "host-not-allowed", "The Host header names no host this manager serves"
+
+
 class VFolderAlreadyExists(InvalidAPIParameters):
     slug, title = "vfolder-already-exists", "A virtual folder with this name exists"
 
 
-class VFolderPathNotAllowed(InvalidAPIParameters):
+class NotRegularFile(InvalidAPIParameters):
+    slug, title = "not-a-regular-file", "Only regular files and directories can be used"
+
+
+class PathNotAllowed(InvalidAPIParameters):
+    slug, title = "path-not-allowed", "The path leaves its directory or is invalid"
+
+
+class VFolderPathNotAllowed(PathNotAllowed):
     slug, title = "vfolder-path-not-allowed", "The path leaves the virtual folder or is invalid"
 
 
 class AuthenticationFailed(KrakenError):
     status, slug, title = 401, "unauthorized", "Unauthorized access"
+
+
+class StrictSigningRequired(AuthenticationFailed):
+    slug, title = "strict-signing-required", "This keypair must sign requests in strict mode"
+
+
+class ReplayedRequest(AuthenticationFailed):
+    slug, title = "replayed-request", "This nonce was already used"
+
+
+class BodyDigestMismatch(AuthenticationFailed):
+    slug, title = "body-digest-mismatch", "The body does not match its signed SHA-256"
 
 
 class Forbidden(KrakenError):
@@ -110,7 +147,11 @@ class VFolderNotFound(NotFound):
     slug, title = "vfolder-not-found", "No such virtual folder"
 
 
-class VFolderPathNotFound(NotFound):
+class PathNotFound(NotFound):
+    slug, title = "path-not-found", "No such file or directory"
+
+
+class VFolderPathNotFound(PathNotFound):
     slug, title = "vfolder-path-not-found", "No such file or directory in the virtual folder"
 
 
@@ -150,8 +191,23 @@ class RateLimitExceeded(KrakenError):
     status, slug, title = 429, "too-many-requests", "Rate limit exceeded"
 
 
+class SignInThrottled(RateLimitExceeded):
+    """Carries ``retry_after`` (seconds) in ``extra``; the response adds Retry-After."""
+
+    slug, title = "sign-in-throttled", "Too many failed sign-ins; wait before retrying"
+
+
+class TooManyTransfers(RateLimitExceeded):
+    slug, title = "too-many-transfers", "Too many file transfers at once; retry shortly"
+
+
 class KernelCreationFailed(KrakenError):
     slug, title = "kernel-creation-failed", "Kernel creation failed"
+
+
+class KernelCreationCancelled(KrakenError):
+    status, slug, title = (409, "kernel-creation-cancelled",
+                           "The session was destroyed while it was being created")
 
 
 class KernelExecutionFailed(KrakenError):
@@ -172,6 +228,18 @@ class ServiceUnavailable(KrakenError):
 
 class NoAgentAvailable(ServiceUnavailable):
     slug, title = "no-agent-available", "No agent can host this session now"
+
+
+class AgentUnavailable(ServiceUnavailable):
+    slug, title = "agent-unavailable", "The session's agent is not reachable now; retry"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    slug, title = "database-unavailable", "The database is not reachable now; retry"
+
+
+class RedisUnavailable(ServiceUnavailable):
+    slug, title = "redis-unavailable", "Redis is not reachable now; retry"
 
 
 class AgentTimeout(ServiceUnavailable):

@@ -5,6 +5,9 @@ is the agent end (DEALER, connects out, CurveZMQ client). Both correlate replies
 with ``corr_id`` and hand every incoming request to a handler task of its own, so
 a long execute never blocks a heartbeat. Peers on a ROUTER are the routing ids
 ZeroMQ assigns; which agent stands behind one is decided above this layer (Join).
+Both ends refuse messages above ``common.limits.MAX_MESSAGE_BYTES`` (ZeroMQ
+``MAXMSGSIZE``: the peer that sent one is disconnected, nobody else), and neither
+sends one: a reply that would exceed it becomes an ``ErrorReply`` instead.
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ import zmq
 import zmq.asyncio
 
 from common.codec import Message, Protocol, WireFormatError
-from common.errors import AgentTimeout, ProtocolError
+from common.errors import AgentTimeout, PayloadTooLarge, ProtocolError, ServiceUnavailable
+from common.limits import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,16 @@ class _Correlator:
     def discard(self, corr_id: int) -> None:
         self._waiting.pop(corr_id, None)
 
+    def fail(self, corr_ids: set[int], make_exc: Callable[[], BaseException]) -> int:
+        """Fail the requests still waiting among ``corr_ids``; returns how many."""
+        failed = 0
+        for corr_id in corr_ids:
+            fut = self._waiting.pop(corr_id, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(make_exc())
+                failed += 1
+        return failed
+
     def fail_all(self, exc: BaseException) -> None:
         for fut in self._waiting.values():
             if not fut.done():
@@ -65,6 +79,7 @@ class _LinkBase:
         self._ctx = zmq.asyncio.Context()
         self._sock = self._ctx.socket(socket_type)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self._corr = _Correlator()
         self._tasks: set[asyncio.Task[None]] = set()
         self._recv_task: asyncio.Task[None] | None = None
@@ -86,6 +101,19 @@ class _LinkBase:
         self._corr.fail_all(ConnectionError("link closed"))
         self._sock.close(linger=0)
         self._ctx.term()
+
+    def _encode(self, msg: Message, corr_id: int) -> bytes:
+        frame = self.protocol.encode(msg, corr_id)
+        if len(frame) > MAX_MESSAGE_BYTES:
+            raise PayloadTooLarge(f"a {msg.msg_type} message of {len(frame):,} bytes is larger "
+                                  f"than the link's limit of {MAX_MESSAGE_BYTES:,}")
+        return frame
+
+    def _too_large_reply(self, error: PayloadTooLarge) -> Message:
+        from common.msg_agent import ErrorReply
+
+        log.warning("%s", error)
+        return ErrorReply(error_type=error.slug, detail=str(error))
 
     def _take(self, frame: bytes) -> tuple[Message, int] | None:
         """Decode a frame; a reply resolves its waiting request (→ None), a request or
@@ -122,6 +150,7 @@ class RouterLink(_LinkBase):
             self._sock.curve_secretkey = curve_secret_key
             self._sock.curve_publickey = curve_public_key
         self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._pending: dict[PeerId, set[int]] = {}  # corr_ids in flight, per peer
         self._sock.bind(bind)
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
@@ -130,18 +159,27 @@ class RouterLink(_LinkBase):
 
     async def send(self, peer: PeerId, msg: Message, corr_id: int = 0) -> None:
         try:
-            await self._sock.send_multipart([peer, self.protocol.encode(msg, corr_id)])
+            await self._sock.send_multipart([peer, self._encode(msg, corr_id)])
         except zmq.ZMQError as e:  # EHOSTUNREACH: the peer is gone
             raise ConnectionError(f"agent connection lost: {e}") from None
 
     async def request(self, peer: PeerId, msg: Message, timeout: float) -> Message:
         corr_id, fut = self._corr.open()
+        pending = self._pending.setdefault(peer, set())
+        pending.add(corr_id)
         try:
             await self.send(peer, msg, corr_id)
-        except BaseException:
+            return await self._await_reply(corr_id, fut, timeout)
+        finally:
             self._corr.discard(corr_id)
-            raise
-        return await self._await_reply(corr_id, fut, timeout)
+            pending.discard(corr_id)
+            if not pending and self._pending.get(peer) is pending:
+                del self._pending[peer]
+
+    def fail_peer(self, peer: PeerId, make_exc: Callable[[], BaseException]) -> int:
+        """Fail at once every request waiting for a reply from ``peer`` (its connection
+        was replaced or lost); returns how many were failed."""
+        return self._corr.fail(self._pending.pop(peer, set()), make_exc)
 
     async def _recv_loop(self) -> None:
         while True:
@@ -162,16 +200,33 @@ class RouterLink(_LinkBase):
             return
         if reply is not None and corr_id > 0:
             with contextlib.suppress(ConnectionError):
-                await self.send(peer, reply, -corr_id)
+                try:
+                    await self.send(peer, reply, -corr_id)
+                except PayloadTooLarge as e:
+                    await self.send(peer, self._too_large_reply(e), -corr_id)
 
 
 class DealerLink(_LinkBase):
     """Agent end: one DEALER socket dialing out to one manager replica."""
 
     def __init__(self, protocol: Protocol, connect: str, handler: DealerHandler, *,
-                 server_public_key: bytes | None = None) -> None:
+                 server_public_key: bytes | None = None, fail_fast: bool = False,
+                 heartbeat_timeout: float = 0.0) -> None:
+        """``fail_fast``: sends never wait for a peer that is not connected (or whose
+        queue is full): they raise ``ServiceUnavailable`` at once (ZMQ_IMMEDIATE +
+        non-blocking sends). ``heartbeat_timeout`` > 0: ZMTP pings every fifth of it and
+        drop a connection whose peer does not answer (a stopped process), so
+        ``fail_fast`` sends see it gone."""
         super().__init__(protocol, zmq.DEALER)
         self._handler = handler
+        self._fail_fast = fail_fast
+        if fail_fast:
+            self._sock.setsockopt(zmq.IMMEDIATE, 1)
+        if heartbeat_timeout > 0:
+            ms = max(int(heartbeat_timeout * 1000), 10)
+            self._sock.setsockopt(zmq.HEARTBEAT_IVL, max(ms // 5, 1))
+            self._sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, ms)
+            self._sock.setsockopt(zmq.HEARTBEAT_TTL, ms)
         if server_public_key is not None:
             public, secret = zmq.curve_keypair()
             self._sock.curve_serverkey = server_public_key
@@ -186,11 +241,23 @@ class DealerLink(_LinkBase):
         self._recv_task = asyncio.ensure_future(self._recv_loop())
 
     async def send(self, msg: Message, corr_id: int = 0) -> None:
-        await self._sock.send(self.protocol.encode(msg, corr_id))
+        frame = self._encode(msg, corr_id)
+        if not self._fail_fast:
+            await self._sock.send(frame)
+            return
+        try:
+            await self._sock.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            raise ServiceUnavailable(f"{self.endpoint} is not connected (down, unreachable, "
+                                     "or its CurveZMQ key does not match)") from None
 
     async def request(self, msg: Message, timeout: float) -> Message:
         corr_id, fut = self._corr.open()
-        await self.send(msg, corr_id)
+        try:
+            await self.send(msg, corr_id)
+        except BaseException:
+            self._corr.discard(corr_id)
+            raise
         return await self._await_reply(corr_id, fut, timeout)
 
     async def _recv_loop(self) -> None:
@@ -206,7 +273,13 @@ class DealerLink(_LinkBase):
             log.exception("manager-link handler failed on %s", msg.msg_type)
             return
         if reply is not None and corr_id > 0:
-            await self.send(reply, -corr_id)
+            try:
+                await self.send(reply, -corr_id)
+            except PayloadTooLarge as e:
+                with contextlib.suppress(ServiceUnavailable):
+                    await self.send(self._too_large_reply(e), -corr_id)
+            except ServiceUnavailable as e:
+                log.warning("reply %s lost: %s", reply.msg_type, e)
 
 
 T = TypeVar("T", bound=Message)

@@ -13,11 +13,13 @@ from pathlib import Path
 _PATTERNS = [
     re.compile(r"(?i)(secret[_-]?key|password|token|signature)(['\"]?\s*[:=]\s*['\"]?)([^\s'\",}]+)"),
     re.compile(r"(credential=[A-Za-z0-9]+:)([0-9a-f]+)"),
+    re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)"),  # URL passwords
 ]
 
 
 def redact(text: str) -> str:
     text = _PATTERNS[0].sub(lambda m: m.group(1) + m.group(2) + "***", text)
+    text = _PATTERNS[2].sub(lambda m: m.group(1) + "***" + m.group(3), text)
     return _PATTERNS[1].sub(lambda m: m.group(1) + "***", text)
 
 

@@ -34,6 +34,7 @@ class Join(Message):
     images: list[dict[str, Any]]  # [{"name", "id", "labels": {...}}]
     kernels: list[str]  # kernel ids of the containers this agent holds
     gpus: list[dict[str, Any]] = field(default_factory=list)
+    creating: list[str] = field(default_factory=list)  # kernel ids whose create is under way
 
 
 @AGENT_PROTOCOL.message("heartbeat")
@@ -43,8 +44,9 @@ class Heartbeat(Message):
     agent_id: str
     available_slots: dict[str, str]
     occupied_slots: dict[str, str]
-    kernels: list[str]
+    kernels: list[str]  # kernel ids of the running containers this agent holds
     images: list[dict[str, Any]] | None = None  # only when the image set changed
+    creating: list[str] = field(default_factory=list)  # kernel ids whose create is under way
 
 
 @AGENT_PROTOCOL.message("kernel-terminated")
@@ -61,8 +63,12 @@ class KernelTerminated(Message):
 
 @AGENT_PROTOCOL.message("join-accepted")
 class JoinAccepted(Message):
+    """``keep_kernels`` is informative only: an agent never destroys a kernel because it
+    is missing there. It destroys the reported kernels listed in ``drop_kernels``."""
+
     heartbeat_interval: float
-    keep_kernels: list[str]  # live sessions the manager knows; the agent drops others
+    keep_kernels: list[str]  # reported kernels whose session the manager knows as live
+    drop_kernels: list[str] = field(default_factory=list)  # reported kernels to destroy
 
 
 @AGENT_PROTOCOL.message("rejoin")
@@ -122,7 +128,11 @@ class Execute(Message):
 
 @AGENT_PROTOCOL.message("execute-result")
 class ExecuteResult(Message):
-    """The Execution Result Object of seed 004 §2.9.6."""
+    """The Execution Result Object of seed 004 §2.9.6.
+
+    ``dropped`` (agent link v1 addition): ``{kind: bytes}`` of console output dropped
+    since the previous call because it did not fit the output limits (common.console);
+    ``console`` then ends with a stderr note saying so."""
 
     run_id: str
     status: str
@@ -130,6 +140,7 @@ class ExecuteResult(Message):
     exit_code: int | None = None
     options: dict[str, Any] | None = None
     files: list[dict[str, Any]] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 @AGENT_PROTOCOL.message("interrupt-kernel")

@@ -6,13 +6,15 @@ Sockets, all bound by the runner inside the container and connected by the agent
                                           PtyOpen, PtyInput, PtyResize, PtyClose
 - port 2001, runner PUSH  → agent PULL:   RunnerReady, ConsoleOutput, WaitingInput,
                                           RunFinished, Completions, PtyOutput, PtyClosed
-- port 2002, runner ROUTER ⇄ agent DEALER (control): Ping, Interrupt, Shutdown → ControlAck
+- port 2002, runner ROUTER ⇄ agent DEALER (control): Ping, Interrupt, Shutdown → ControlAck;
+                                          GetStatus → RunnerStatus (v1 addition)
 
 The control socket is served by its own thread in the runner, so an interrupt never
 queues behind a running execute. See docs/protocol.md.
 """
 from __future__ import annotations
 
+from dataclasses import field
 from typing import Any
 
 from common.codec import Message, Protocol
@@ -92,10 +94,15 @@ class RunnerReady(Message):
 
 @RUNNER_PROTOCOL.message("console-output")
 class ConsoleOutput(Message):
-    """Console items in the order the user code produced them."""
+    """Console items in the order the user code produced them.
+
+    ``dropped`` (added in runner protocol v1, optional): ``{kind: bytes}`` of console
+    items of this run the runner dropped since its previous ``ConsoleOutput`` because
+    its unsent queue was full or an item was too large for one message."""
 
     run_id: str
     items: list[ConsoleItem]
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 @RUNNER_PROTOCOL.message("waiting-input")
@@ -154,3 +161,23 @@ class Shutdown(Message):
 class ControlAck(Message):
     ok: bool = True
     detail: str = ""
+
+
+# ---- control socket, v1 additions ---------------------------------------------------
+
+
+@RUNNER_PROTOCOL.message("get-status")
+class GetStatus(Message):
+    """What the runner is doing now (a restarted agent asks before it re-attaches runs).
+
+    A runner older than this message answers ``ControlAck(ok=False)``."""
+
+
+@RUNNER_PROTOCOL.message("runner-status")
+class RunnerStatus(Message):
+    """``state``: "idle", "running" or "waiting-input"; ``run_id`` is "" when idle."""
+
+    run_id: str = ""
+    state: str = "idle"
+    prompt: str = ""
+    is_password: bool = False

@@ -1,4 +1,5 @@
-"""``python -m manager``: init-db, keypair create/list, gen-link-keys, serve.
+"""``python -m manager``: init-db, keypair create/list, gen-link-keys, gen-secrets-key,
+serve.
 
 Bad input or an unreachable service ends with one clear line and a non-zero exit.
 The secret key is printed only by ``keypair create``.
@@ -16,8 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from common.config import ConfigError
 from common.errors import KrakenError
+from common.filemodes import warn_if_loose
 from common.logging import setup_logging
-from manager import linkkeys
+from manager import linkkeys, secretbox
 from manager.config import ManagerConfig, load_manager_config
 from manager.db.engine import make_engine
 from manager.db.migrate import upgrade_head
@@ -77,19 +79,28 @@ def keypair() -> None:
 @click.option("--access-key", default=None)
 @click.option("--secret-key", default=None)
 @click.option("--concurrency", type=click.IntRange(0, 10_000), default=5, show_default=True)
+@click.option("--strict-signing", is_flag=True,
+              help="accept only strict signing (nonce + body hash; docs/api.md)")
 @click.option("--shell", is_flag=True, help="print `export BACKEND_*=...` lines")
 def keypair_create(config_path: str | None, admin: bool, user_id: str, access_key: str | None,
-                   secret_key: str | None, concurrency: int, shell: bool) -> None:
+                   secret_key: str | None, concurrency: int, strict_signing: bool,
+                   shell: bool) -> None:
     """Create a keypair and print it (the only place a secret key is shown)."""
     if secret_key is not None and access_key is None:
         raise click.ClickException("--secret-key needs --access-key")
+    config = _load(config_path)
+    try:
+        box = secretbox.load(config.secrets.key_file)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
 
     async def job(engine: Any) -> KeypairInfo:
-        return await create_keypair(engine, user_id=user_id, is_admin=admin,
+        return await create_keypair(engine, box=box, user_id=user_id, is_admin=admin,
                                     access_key=access_key, secret_key=secret_key,
-                                    concurrency_limit=concurrency)
+                                    concurrency_limit=concurrency,
+                                    strict_signing=strict_signing)
 
-    info = _run_db(_load(config_path), job)
+    info = _run_db(config, job)
     if shell:
         click.echo(f"export BACKEND_ACCESS_KEY={info.access_key}")
         click.echo(f"export BACKEND_SECRET_KEY={info.secret_key}")
@@ -105,7 +116,8 @@ def keypair_list(config_path: str | None) -> None:
     rows = _run_db(_load(config_path), list_keypairs)
     for r in rows:
         flags = ",".join(f for f, on in (("admin", r["is_admin"]),
-                                         ("inactive", not r["is_active"])) if on)
+                                         ("inactive", not r["is_active"]),
+                                         ("strict", r["strict_signing"])) if on)
         click.echo(f"{r['access_key']}\t{r['user_id']}\tlimit={r['concurrency_limit']}"
                    f"\tqueries={r['num_queries']}\t{flags}")
 
@@ -121,12 +133,29 @@ def gen_link_keys(directory: Path) -> None:
     click.echo(f"public key: {public}\nsecret key: {secret} (mode 0600)")
 
 
+@main.command("gen-secrets-key")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def gen_secrets_key(path: Path) -> None:
+    """Write the key that encrypts keypair secrets at rest to PATH (mode 0600).
+
+    Set it as secrets.key_file; losing it makes every keypair unusable."""
+    try:
+        secretbox.generate(path)
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists; refusing to replace a secrets key "
+                                   "(the stored secrets need it)") from None
+    except OSError as e:
+        raise click.ClickException(f"cannot write {path}: {e.strerror}") from None
+    click.echo(f"secrets key: {path} (mode 0600)")
+
+
 @main.command("serve")
 @config_option
 def serve(config_path: str | None) -> None:
     """Run the manager (REST API + agent link)."""
     config = _load(config_path)
     setup_logging(config.logging.level, config.logging.file)
+    warn_if_loose(Path(config_path) if config_path else None)
     from manager.api.app import build_app
 
     try:

@@ -6,7 +6,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.config import load_config
+from common.limits import RESPONSE_BYTES
 from common.slots import parse_bytes
+from jail.policy import KERNEL_GID, KERNEL_UID
 
 ENV_PREFIX = "KRAKEN_MANAGER"
 
@@ -18,6 +20,26 @@ class _Section(BaseModel):
 class APIConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8081, ge=0, le=65535)
+    # Host header values a signed request may carry ("name:port", or "name" for port 80);
+    # empty: the address and port the request arrived on (plus localhost on loopback)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    clock_skew: int = Field(default=900, gt=0, le=3600)  # seconds a Date may be off
+    strict_max_body: str = "32m"  # strict signing hashes the body in memory up to this
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        return [h.strip().lower() for h in v if h.strip()]
+
+    @field_validator("strict_max_body")
+    @classmethod
+    def _body(cls, v: str) -> str:
+        parse_bytes(v)
+        return v
+
+    @property
+    def strict_max_body_bytes(self) -> int:
+        return parse_bytes(self.strict_max_body)
 
 
 class DBConfig(_Section):
@@ -34,7 +56,22 @@ class DBConfig(_Section):
 
 
 class RedisConfig(_Section):
-    url: str = "redis://127.0.0.1:16379/0"
+    url: str = "redis://127.0.0.1:16379/0"  # redis://:PASSWORD@host:port/db
+
+
+class SecretsConfig(_Section):
+    """Keypair secret keys are encrypted at rest with the key in ``key_file`` (0600),
+    which lives outside the database (``python -m manager gen-secrets-key PATH``)."""
+
+    key_file: Path | None = None
+
+
+class ConsoleConfig(_Section):
+    """Console sign-in throttling: failures counted per access key and per client IP."""
+
+    window: int = Field(default=300, gt=0)  # seconds
+    max_failures_per_key: int = Field(default=5, gt=0)
+    max_failures_per_ip: int = Field(default=20, gt=0)
 
 
 class LinkConfig(_Section):
@@ -60,9 +97,32 @@ class LinkConfig(_Section):
         raise ValueError("link.join_token or link.join_token_file must be set")
 
 
+class ReconcileConfig(_Section):
+    """Deadlines of the non-final states and the agent-loss grace (docs/reconciliation.md).
+
+    Deadlines shorter than the call they cover are raised to it (plus ``settle``)."""
+
+    lost_grace: float = Field(default=300.0, gt=0)  # LOST this long → sessions ERROR
+    settle: float = Field(default=3.0, gt=0)  # a reply may still be on its way
+    pending_deadline: float = Field(default=30.0, gt=0)  # PENDING, SCHEDULED
+    preparing_deadline: float = Field(default=90.0, gt=0)
+    restarting_deadline: float = Field(default=90.0, gt=0)
+    terminating_deadline: float = Field(default=60.0, gt=0)
+    sweep_interval: float = Field(default=10.0, gt=0)
+    startup_wait: float = Field(default=30.0, ge=0)  # for PostgreSQL and Redis to answer
+
+
 class ExecConfig(_Section):
     flush_timeout: float = Field(default=2.0, gt=0)
     timeout: float = Field(default=600.0, gt=0)
+    max_response: int = Field(default=RESPONSE_BYTES, gt=0)  # console bytes per response
+
+    @field_validator("max_response", mode="before")
+    @classmethod
+    def _size(cls, v: object) -> int:
+        if isinstance(v, (str, int)) and not isinstance(v, bool):
+            return parse_bytes(v)
+        raise ValueError("exec.max_response must be a size such as 16m")
 
 
 class SessionsConfig(_Section):
@@ -89,15 +149,19 @@ class VFoldersConfig(_Section):
     max_size: str = "1g"  # per folder (seed 004 §2.15: 1 GiB)
     max_files: int = Field(default=1000, gt=0)  # per folder
     max_folders: int = Field(default=10, gt=0)  # owned per keypair
-    owner_uid: int = Field(default=1000, ge=0)  # the kernel user ``work``
-    owner_gid: int = Field(default=1000, ge=0)
+    # the session uid/gid: folder contents belong to it, and the confined-file workers
+    # that touch them run as it (never 0)
+    owner_uid: int = Field(default=KERNEL_UID, gt=0)
+    owner_gid: int = Field(default=KERNEL_GID, gt=0)
+    workers: int = Field(default=2, gt=0, le=64)  # confined-file worker processes
+    max_download: str = "4g"  # apparent bytes of one download request (tar members summed)
 
     @field_validator("root")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
 
-    @field_validator("max_size")
+    @field_validator("max_size", "max_download")
     @classmethod
     def _size(cls, v: str) -> str:
         parse_bytes(v)
@@ -108,8 +172,22 @@ class VFoldersConfig(_Section):
         return parse_bytes(self.max_size)
 
     @property
+    def max_download_bytes(self) -> int:
+        return parse_bytes(self.max_download)
+
+    @property
     def host_dir(self) -> Path:
         return self.root / self.host
+
+
+class TransfersConfig(_Section):
+    """Concurrent file transfers (uploads and downloads of folders and session files):
+    a request over a bound waits ``wait`` seconds for a slot, then answers 429
+    ``too-many-transfers`` (docs/vfolders.md)."""
+
+    per_keypair: int = Field(default=4, gt=0)
+    per_agent: int = Field(default=8, gt=0)  # session files relayed to one agent
+    wait: float = Field(default=2.0, ge=0)
 
 
 class RateLimitConfig(_Section):
@@ -118,6 +196,18 @@ class RateLimitConfig(_Section):
     window: int = Field(default=900, gt=0)  # seconds
     keypair_default: int = Field(default=30000, gt=0)  # when keypair_policies has none
     anonymous: int = Field(default=3000, gt=0)  # per client IP, unauthenticated
+
+
+class GraphQLConfig(_Section):
+    """Bounds on one admin GraphQL request, checked before it runs (docs/admin.md)."""
+
+    max_query_chars: int = Field(default=100_000, gt=0)  # source length
+    max_tokens: int = Field(default=5_000, gt=0)  # lexical tokens (and comments)
+    max_fields: int = Field(default=500, gt=0)  # field selections, fragments expanded
+    max_aliases: int = Field(default=30, ge=0)
+    max_depth: int = Field(default=10, gt=0)
+    max_cost: int = Field(default=100_000, gt=0)  # estimated values produced
+    list_size: int = Field(default=50, gt=0)  # what a list field counts as in the cost
 
 
 class LoggingConfig(_Section):
@@ -129,11 +219,16 @@ class ManagerConfig(_Section):
     api: APIConfig = APIConfig()
     db: DBConfig = DBConfig()
     redis: RedisConfig = RedisConfig()
+    secrets: SecretsConfig = SecretsConfig()
+    console: ConsoleConfig = ConsoleConfig()
     link: LinkConfig = LinkConfig()
     exec: ExecConfig = ExecConfig()
+    reconcile: ReconcileConfig = ReconcileConfig()
     sessions: SessionsConfig = SessionsConfig()
     ratelimit: RateLimitConfig = RateLimitConfig()
     vfolders: VFoldersConfig = VFoldersConfig()
+    transfers: TransfersConfig = TransfersConfig()
+    graphql: GraphQLConfig = GraphQLConfig()
     logging: LoggingConfig = LoggingConfig()
 
 

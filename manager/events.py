@@ -1,14 +1,17 @@
 """Publishing session status transitions on Redis (channel ``kraken.events``)."""
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from common.errors import ServiceUnavailable
+from manager.outage import OutageLog
 from manager.services.lifecycle import Transition
 
 log = logging.getLogger(__name__)
@@ -21,6 +24,7 @@ class EventBus:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
+        self.outage = OutageLog("Redis (events)")
 
     @classmethod
     async def connect(cls, url: str) -> EventBus:
@@ -45,11 +49,36 @@ class EventBus:
             try:
                 await self.client.publish(EVENTS_CHANNEL, orjson.dumps(t.to_event()))
             except (RedisError, OSError) as e:
-                log.warning("cannot publish a kernel event: %s", e)
+                self.outage.failed(e)
                 return
+        self.outage.ok()
+
+    async def follow(self, on_event: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``on_event`` for every event any replica publishes, forever (through
+        Redis outages: it subscribes again once Redis is back)."""
+        while True:
+            try:
+                async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(EVENTS_CHANNEL)
+                    async for message in pubsub.listen():
+                        _dispatch(message, on_event)
+            except (RedisError, OSError) as e:
+                self.outage.failed(e)
+            await asyncio.sleep(1.0)
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _dispatch(message: Any, on_event: Callable[[dict[str, Any]], None]) -> None:
+    if not isinstance(message, dict) or message.get("type") != "message":
+        return
+    try:
+        event = orjson.loads(message["data"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return
+    if isinstance(event, dict):
+        on_event(event)
 
 
 def _safe_url(url: str) -> str:

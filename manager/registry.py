@@ -1,9 +1,16 @@
 """The agent registry: the ROUTER end of the agent link and what agents tell us.
 
-Agents dial in (CurveZMQ) and ``Join`` with a token. This replica remembers which
-link peer each joined agent stands behind — connection state only; everything
-durable (agent rows, images, sessions) lives in PostgreSQL. A periodic task marks
-agents that stopped heart-beating LOST and their live sessions ERROR.
+Agents dial in (CurveZMQ) and ``Join`` with a token; they dial every replica, so each
+replica has its own link to every agent. This replica remembers, in memory, which
+link peer each agent stands behind, when it last heard from it and what it last
+reported; everything durable (agent rows, images, sessions) lives in PostgreSQL.
+
+Liveness is judged from the link (docs/reconciliation.md): heartbeats are recorded
+in memory first and stored best-effort; a replica never marks LOST an agent it hears
+itself, and judges none until the database has been reachable for a whole heartbeat
+timeout. A LOST agent's sessions stay as they are (requests answer 503
+agent-unavailable) until ``reconcile.lost_grace`` has passed; an agent that comes back
+is reconciled by the rules of ``manager.reconcile`` on every join and heartbeat.
 """
 from __future__ import annotations
 
@@ -11,20 +18,20 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from dataclasses import dataclass
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.codec import Message
-from common.errors import ServiceUnavailable
+from common.errors import AgentUnavailable, KrakenError
 from common.ids import AgentId
 from common.link import PeerId, RouterLink
 from common.msg_agent import (
     AGENT_PROTOCOL,
+    DestroyKernel,
     ErrorReply,
     Heartbeat,
     Join,
@@ -32,46 +39,60 @@ from common.msg_agent import (
     KernelTerminated,
     Rejoin,
 )
-from common.status import LIVE_STATUSES, AgentStatus, SessionStatus
-from manager.config import LinkConfig
-from manager.db.tables import agents, images, kernels
+from manager import agent_rows
+from manager.agent_sync import apply_marks, limits_from, load_views, uuids
+from manager.config import LinkConfig, ReconcileConfig
 from manager.events import EventBus
-from manager.services.lifecycle import Transition, transition_many
+from manager.outage import OutageLog, translate
+from manager.reconcile import Action, Limits, kept, reconcile
+from manager.replica import ReplicaLease
+from manager.services.lifecycle import Transition
 
 log = logging.getLogger(__name__)
 
-LIVE = [s.value for s in LIVE_STATUSES]
-STARTED = [SessionStatus.RUNNING.value, SessionStatus.RESTARTING.value,
-           SessionStatus.TERMINATING.value]
 Handler = Callable[[PeerId, Message], Awaitable[Message | None]]
 
 
-def parse_kernel_ids(ids: list[str]) -> list[uuid.UUID]:
-    out = []
-    for raw in ids:
-        with contextlib.suppress(ValueError, AttributeError, TypeError):
-            out.append(uuid.UUID(raw))
-    return out
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What an agent last told this replica (monotonic time)."""
+
+    at: float
+    running: frozenset[str]
+    creating: frozenset[str]
 
 
 class AgentRegistry:
-    """Join / heartbeat / termination handling and requests to agents."""
+    """Join / heartbeat / termination handling, liveness and requests to agents."""
 
     def __init__(self, config: LinkConfig, engine: AsyncEngine, events: EventBus,
-                 join_token: str, on_gone: Callable[[uuid.UUID], None] | None = None) -> None:
+                 join_token: str, on_gone: Callable[[uuid.UUID], None] | None = None,
+                 reconcile_config: ReconcileConfig | None = None) -> None:
         self.config = config
+        self.reconcile_config = reconcile_config or ReconcileConfig()
         self._engine = engine
         self._events = events
         self._token = join_token.encode()
         self._on_gone = on_gone or (lambda _k: None)
         self._peers: dict[AgentId, PeerId] = {}
         self._agents: dict[PeerId, AgentId] = {}
+        self._heard: dict[AgentId, float] = {}  # monotonic time of the last message
+        self._reports: dict[AgentId, Report] = {}
+        # one agent's one-way messages are applied in the order they arrived
+        self._order: dict[AgentId, asyncio.Lock] = {}
         self._handlers: dict[type[Message], Handler] = {
             Join: self._on_join, Heartbeat: self._on_heartbeat,
             KernelTerminated: self._on_kernel_terminated,
         }
+        self.db = OutageLog("the database (agent registry)")
         self.link: RouterLink | None = None
+        self.lease = ReplicaLease(engine)  # tells other replicas this one is alive
+        self._tasks: set[asyncio.Task[None]] = set()
         self._liveness: asyncio.Task[None] | None = None
+
+    @property
+    def limits(self) -> Limits:
+        return limits_from(self.config, self.reconcile_config)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -80,6 +101,7 @@ class AgentRegistry:
                                curve_secret_key=curve_secret_key,
                                curve_public_key=curve_public_key)
         self.link.start()
+        self.lease.start()
         self._liveness = asyncio.ensure_future(self._liveness_loop())
 
     async def close(self) -> None:
@@ -87,23 +109,83 @@ class AgentRegistry:
             self._liveness.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._liveness
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.link is not None:
             await self.link.close()
+        await self.lease.close()
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- what this replica hears -----------------------------------------------------
+
+    def hears(self, agent_id: str) -> bool:
+        """This replica heard the agent within the heartbeat timeout."""
+        at = self._heard.get(AgentId(agent_id))
+        return at is not None and time.monotonic() - at < self.config.heartbeat_timeout
 
     def is_connected(self, agent_id: str) -> bool:
-        return agent_id in self._peers
+        """Joined here and heard recently: requests to it can be answered."""
+        return AgentId(agent_id) in self._peers and self.hears(agent_id)
+
+    def heard_agents(self) -> list[str]:
+        return [a for a in self._heard if self.hears(a)]
+
+    def report_of(self, agent_id: str) -> Report | None:
+        """The agent's last report to this replica while it is heard, else None."""
+        report = self._reports.get(AgentId(agent_id))
+        return report if report is not None and self.hears(agent_id) else None
+
+    def _heard_from(self, agent_id: AgentId, running: list[str], creating: list[str]) -> None:
+        now = time.monotonic()
+        self._heard[agent_id] = now
+        self._reports[agent_id] = Report(now, frozenset(running), frozenset(creating))
+
+    # ---- requests to agents ----------------------------------------------------------
 
     async def request(self, agent_id: str, msg: Message, timeout: float) -> Message:
-        """Send a request to an agent through this replica's connection to it."""
+        """Send a request through this replica's link; fails fast (503 agent-unavailable)
+        when the agent is not connected here, silent, or its connection goes away."""
         peer = self._peers.get(AgentId(agent_id))
         if peer is None or self.link is None:
-            raise ServiceUnavailable(f"agent {agent_id} is not connected to this manager")
+            raise AgentUnavailable(f"agent {agent_id} is not connected to this manager; "
+                                   "retry shortly")
+        if not self.hears(agent_id):
+            raise AgentUnavailable(f"agent {agent_id} has been silent for more than "
+                                   f"{self.config.heartbeat_timeout:g}s; retry shortly")
         try:
             return await self.link.request(peer, msg, timeout)
         except ConnectionError:
-            raise ServiceUnavailable(
+            raise AgentUnavailable(
                 f"agent {agent_id} is unreachable right now (restarting?); retry shortly"
             ) from None
+
+    def send_destroys(self, agent_id: str, actions: list[Action]) -> None:
+        """DestroyKernel for each destroying action, in the background, best-effort."""
+        for action in actions:
+            if action.destroys:
+                self.spawn(self._destroy(agent_id, action.kernel_id,
+                                         action.reason or "reconciled"))
+
+    async def _destroy(self, agent_id: str, kernel_id: str, reason: str) -> None:
+        log.info("destroying kernel %s on %s (%s)", kernel_id, agent_id, reason)
+        try:
+            await self.request(agent_id, DestroyKernel(kernel_id=kernel_id, reason=reason),
+                               self.config.request_timeout)
+        except KrakenError as e:
+            log.info("destroy of %s on %s not confirmed: %s", kernel_id, agent_id, e)
+
+    def _drop_peer(self, peer: PeerId, why: str) -> None:
+        if self.link is not None:
+            failed = self.link.fail_peer(peer, lambda: AgentUnavailable(
+                f"the agent's connection was {why}; retry shortly"))
+            if failed:
+                log.warning("failed %d request(s) in flight: agent connection %s",
+                            failed, why)
 
     # ---- incoming --------------------------------------------------------------------
 
@@ -126,96 +208,125 @@ class AgentRegistry:
             log.warning("agent %r presented a bad join token; refused", msg.agent_id)
             return ErrorReply(error_type="unauthorized", detail="bad join token")
         agent_id = AgentId(msg.agent_id)
-        async with self._engine.begin() as conn:
-            await self._upsert_agent(conn, msg)
-            await _replace_images(conn, agent_id, msg.images)
-            gone, keep = await self._reconcile(conn, agent_id, msg.kernels)
+        try:
+            async with self._engine.begin() as conn:
+                await agent_rows.upsert(conn, msg)
+                await agent_rows.replace_images(conn, agent_id, msg.images)
+                actions, done = await self._reconcile(conn, agent_id, msg.kernels,
+                                                      msg.creating)
+        except Exception as e:
+            if (outage := translate(e)) is None:
+                raise
+            self.db.failed(e)
+            return ErrorReply(error_type=outage.slug, detail=str(outage))
+        self.db.ok()
         old = self._peers.get(agent_id)
-        if old is not None:
+        if old is not None and old != peer:
             self._agents.pop(old, None)
+            self._drop_peer(old, "replaced by a new one")
         self._peers[agent_id], self._agents[peer] = peer, agent_id
-        await self._published(gone)
-        log.info("agent %s joined (%d kernels kept, %d vanished)",
-                 agent_id, len(keep), len(gone))
+        self._heard_from(agent_id, msg.kernels, msg.creating)
+        await self.published(done)
+        destroy = [a for a in actions if a.destroys and a.kernel_id not in msg.kernels]
+        self.send_destroys(agent_id, destroy)  # the agent drops the others itself
+        keep = kept(list(msg.kernels) + list(msg.creating), actions)
+        log.info("agent %s joined (%d kernels kept, %d actions)", agent_id, len(keep),
+                 len(actions))
         return JoinAccepted(heartbeat_interval=self.config.heartbeat_interval,
                             keep_kernels=keep)
 
-    async def _upsert_agent(self, conn: AsyncConnection, msg: Join) -> None:
-        values = {
-            "id": msg.agent_id, "status": AgentStatus.ALIVE.value, "region": msg.region,
-            "version": msg.version, "available_slots": dict(msg.available_slots),
-            "occupied_slots": {}, "last_heartbeat": sa.func.now(), "lost_at": None,
-        }
-        stmt = pg_insert(agents).values(**values)
-        update = {k: stmt.excluded[k] for k in values if k != "id"}
-        await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=update))
-
-    async def _reconcile(self, conn: AsyncConnection, agent_id: AgentId,
-                         reported: list[str]) -> tuple[list[Transition], list[str]]:
-        held = parse_kernel_ids(reported)
-        where = sa.and_(kernels.c.agent_id == agent_id, kernels.c.status.in_(STARTED))
-        if held:
-            where = sa.and_(where, kernels.c.id.not_in(held))
-        gone = await transition_many(conn, where, SessionStatus.TERMINATED,
-                                     "container-vanished")
-        keep: list[str] = []
-        if held:
-            rows = (await conn.execute(sa.select(kernels.c.id).where(
-                kernels.c.agent_id == agent_id, kernels.c.status.in_(LIVE),
-                kernels.c.id.in_(held)))).all()
-            keep = [str(r.id) for r in rows]
-        return gone, keep
+    async def _reconcile(self, conn: AsyncConnection, agent_id: AgentId, running: list[str],
+                         creating: list[str]) -> tuple[list[Action], list[Transition]]:
+        views = await load_views(conn, agent_id, list(running) + list(creating),
+                                 self.lease.trusted())
+        actions = reconcile(views, running, creating, self.limits)
+        for action in actions:
+            log.info("reconcile %s on %s: %s %s→%s (%s)", action.kernel_id, agent_id,
+                     action.act, action.from_status, action.status, action.reason)
+        return actions, await apply_marks(conn, agent_id, actions)
 
     async def _on_heartbeat(self, peer: PeerId, msg: Message) -> Message | None:
         assert isinstance(msg, Heartbeat)
         agent_id = self._agents[peer]
-        async with self._engine.begin() as conn:
-            await conn.execute(sa.update(agents).where(agents.c.id == agent_id).values(
-                status=AgentStatus.ALIVE.value, lost_at=None, last_heartbeat=sa.func.now(),
-                available_slots=dict(msg.available_slots),
-                occupied_slots=dict(msg.occupied_slots)))
-            if msg.images is not None:
-                await _replace_images(conn, agent_id, msg.images)
+        self._heard_from(agent_id, msg.kernels, msg.creating)  # liveness: the link
+        async with self._order.setdefault(agent_id, asyncio.Lock()):
+            await self._store_heartbeat(agent_id, msg)
         return None
+
+    async def _store_heartbeat(self, agent_id: AgentId, msg: Heartbeat) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                was = await agent_rows.beat(conn, agent_id, msg)
+                actions, done = await self._reconcile(conn, agent_id, msg.kernels,
+                                                      msg.creating)
+        except Exception as e:
+            if translate(e) is None:
+                raise
+            self.db.failed(e)
+            return
+        self.db.ok()
+        if was is not None and was != "ALIVE":
+            log.warning("agent %s is back (was %s)", agent_id, was)
+        await self.published(done)
+        self.send_destroys(agent_id, actions)
 
     async def _on_kernel_terminated(self, peer: PeerId, msg: Message) -> Message | None:
         assert isinstance(msg, KernelTerminated)
-        ids = parse_kernel_ids([msg.kernel_id])
+        ids = uuids([msg.kernel_id])
         if not ids:
             return None
-        new = SessionStatus.ERROR if msg.reason == "oom-killed" else SessionStatus.TERMINATED
-        where = sa.and_(kernels.c.id == ids[0], kernels.c.agent_id == self._agents[peer])
-        async with self._engine.begin() as conn:
-            done = await transition_many(conn, where, new, msg.reason)
-        await self._published(done)
+        agent_id = self._agents[peer]
+        self._heard[agent_id] = time.monotonic()
+        try:
+            async with self._order.setdefault(agent_id, asyncio.Lock()), \
+                    self._engine.begin() as conn:
+                done = await agent_rows.kernel_ended(conn, agent_id, ids[0], msg.reason)
+        except Exception as e:
+            if translate(e) is None:
+                raise
+            self.db.failed(e)  # the next heartbeat finds the container gone
+            return None
+        self.db.ok()
+        await self.published(done)
         return None
 
-    async def _published(self, done: list[Transition]) -> None:
+    async def published(self, done: list[Transition]) -> None:
         for t in done:
             self._on_gone(t.kernel_id)
         await self._events.publish(done)
 
     # ---- liveness --------------------------------------------------------------------
 
+    def may_judge(self) -> bool:
+        """Judge liveness only after the database was reachable for a whole heartbeat
+        timeout (heartbeats could not be stored before that)."""
+        return (not self.db.down
+                and time.monotonic() - self.db.since >= self.config.heartbeat_timeout)
+
     async def check_liveness(self) -> list[str]:
-        """Mark silent agents LOST and their live sessions ERROR; idempotent SQL."""
-        limit = timedelta(seconds=self.config.heartbeat_timeout)
-        async with self._engine.begin() as conn:
-            lost = (await conn.execute(
-                sa.update(agents).where(
-                    agents.c.status == AgentStatus.ALIVE.value,
-                    agents.c.last_heartbeat < sa.func.now() - limit,
-                ).values(status=AgentStatus.LOST.value, lost_at=sa.func.now())
-                .returning(agents.c.id))).scalars().all()
-            lost_agents = sa.select(agents.c.id).where(
-                agents.c.status != AgentStatus.ALIVE.value).scalar_subquery()
-            done = await transition_many(
-                conn, sa.and_(kernels.c.agent_id.in_(lost_agents),
-                              kernels.c.status.in_(LIVE)),
-                SessionStatus.ERROR, "agent-lost")
-        for agent_id in lost:
-            log.warning("agent %s missed its heartbeats; marked LOST", agent_id)
-        await self._published(done)
+        """Fail requests to agents this replica no longer hears; mark LOST the agents no
+        replica heard for a heartbeat timeout; after the grace, their sessions ERROR."""
+        for agent_id, peer in list(self._peers.items()):
+            if not self.hears(agent_id):
+                self._drop_peer(peer, "silent")
+        if not self.may_judge():
+            return []
+        heard = self.heard_agents()
+        try:
+            async with self._engine.begin() as conn:
+                lost = await agent_rows.mark_lost(conn, self.config.heartbeat_timeout, heard)
+                done = await agent_rows.expire_lost(conn, self.reconcile_config.lost_grace,
+                                                    heard)
+        except Exception as e:
+            if translate(e) is None:
+                raise
+            self.db.failed(e)
+            return []
+        self.db.ok()
+        for lost_id in lost:
+            log.warning("agent %s missed its heartbeats; marked LOST (its sessions wait "
+                        "%gs for it)", lost_id, self.reconcile_config.lost_grace)
+        await self.published(done)
         return list(lost)
 
     async def _liveness_loop(self) -> None:
@@ -226,19 +337,3 @@ class AgentRegistry:
                 await self.check_liveness()
             except Exception:
                 log.exception("agent liveness check failed")
-
-
-async def _replace_images(conn: AsyncConnection, agent_id: str,
-                          reported: list[dict[str, object]]) -> None:
-    await conn.execute(sa.delete(images).where(images.c.agent_id == agent_id))
-    rows = []
-    for item in reported:
-        name = item.get("name") if isinstance(item, dict) else None
-        if not isinstance(name, str) or not name:
-            continue
-        labels = item.get("labels")
-        rows.append({"name": name, "agent_id": agent_id, "image_id": str(item.get("id") or ""),
-                     "labels": labels if isinstance(labels, dict) else {}})
-    unique = list({r["name"]: r for r in rows}.values())
-    if unique:
-        await conn.execute(sa.insert(images), unique)

@@ -1,8 +1,9 @@
 """The one place errors become RFC 7807 ``application/problem+json`` responses.
 
 KrakenError subclasses map through their own status/slug; aiohttp's own HTTP errors
-(unknown route, wrong method, body too large) and any unexpected exception (500,
-no internals) are turned into the same shape. Also: JSON in and out, fast.
+(unknown route, wrong method, body too large), aiohttp's parse errors of a malformed
+request (``HttpProcessingError``: 400, one INFO line) and any unexpected exception
+(500, no internals) are turned into the same shape. Also: JSON in and out, fast.
 """
 from __future__ import annotations
 
@@ -11,16 +12,24 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from common.errors import (
     PROBLEM_TYPE_PREFIX,
+    InvalidAPIParameters,
     KrakenError,
     MalformedJSON,
     MethodNotAllowed,
     NotFound,
+    RedisUnavailable,
 )
+from manager.db.errors import client_data_error
+from manager.outage import OutageLog, translate
 
 log = logging.getLogger(__name__)
+
+_OUTAGES = {"database": OutageLog("the database (seen by a request)"),
+            "redis": OutageLog("Redis (seen by a request)")}
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 API_VERSION = "v4.20181215"  # the API version this server speaks; in every problem body
@@ -35,8 +44,11 @@ def problem_response(error: KrakenError) -> web.Response:
     body = error.to_problem()
     body["status"] = error.status
     body["version"] = API_VERSION
-    return web.Response(body=orjson.dumps(body), status=error.status,
+    resp = web.Response(body=orjson.dumps(body), status=error.status,
                         content_type=PROBLEM_CONTENT_TYPE)
+    if isinstance(error.extra.get("retry_after"), int):
+        resp.headers["Retry-After"] = str(error.extra["retry_after"])
+    return resp
 
 
 def _http_problem(exc: web.HTTPException) -> web.Response:
@@ -63,9 +75,20 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
         if e.status < 400:
             raise
         return _http_problem(e)
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return problem_response(KrakenError("an unexpected error occurred"))
+    except HttpProcessingError as e:  # a malformed request read inside a handler
+        log.info("%s %s: malformed request: %s", request.method, request.path, e.message)
+        return problem_response(InvalidAPIParameters(f"malformed request: {e.message[:200]}"))
+    except Exception as e:
+        if (refused := client_data_error(e)) is not None:
+            log.info("%s %s: the database refused a value: %s", request.method,
+                     request.path, str(e).splitlines()[0][:200])
+            return problem_response(refused)
+        outage = translate(e)
+        if outage is None:
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            return problem_response(KrakenError("an unexpected error occurred"))
+        _OUTAGES["redis" if isinstance(outage, RedisUnavailable) else "database"].failed(e)
+        return problem_response(outage)
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

@@ -5,6 +5,7 @@ import re
 from typing import Any
 
 from common.errors import InvalidAPIParameters
+from common.limits import MAX_CODE_CHARS
 from manager.services.control import ExecuteSpec
 from manager.services.images import memory_bytes
 from manager.services.sessions import CreateSpec
@@ -12,7 +13,7 @@ from manager.vfolders.paths import parse_mounts
 
 TOKEN = re.compile(r"^[A-Za-z0-9._:-]{4,64}$")
 EXEC_MODES = {"query", "batch", "continue", "input", "user-input"}
-MAX_CODE = 16 * 2**20
+MAX_CODE = MAX_CODE_CHARS
 
 
 def _str(body: dict[str, Any], key: str, *, required: bool = False,

@@ -16,7 +16,8 @@ _now = sa.text("now()")
 keypairs = sa.Table(
     "keypairs", metadata,
     sa.Column("access_key", sa.String(64), primary_key=True),
-    sa.Column("secret_key", sa.String(128), nullable=False),
+    # plaintext only until the first start with a secrets key (migration 0004), then NULL
+    sa.Column("secret_key", sa.String(128), nullable=True),
     sa.Column("user_id", sa.String(256), nullable=False),
     sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("is_admin", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -24,6 +25,11 @@ keypairs = sa.Table(
     sa.Column("num_queries", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.Column("last_used", sa.DateTime(timezone=True), nullable=True),
+    # added by migration 0004: the secret sealed by manager.secretbox; strict signing
+    sa.Column("secret_key_enc", sa.Text, nullable=True),
+    sa.Column("strict_signing", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.CheckConstraint("secret_key IS NOT NULL OR secret_key_enc IS NOT NULL",
+                       name="ck_keypairs_has_secret"),
 )
 
 agents = sa.Table(

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.codec import Message
-from common.errors import KernelNotFound, KrakenError, ServiceUnavailable
+from common.console import cap_console, data_size, merge_dropped
+from common.errors import AgentUnavailable, KernelNotFound, KrakenError, ServiceUnavailable
 from common.ids import new_run_id
 from common.link import expect
 from common.msg_agent import (
@@ -36,6 +37,7 @@ from manager.config import ManagerConfig
 from manager.db.tables import kernels
 from manager.events import EventBus
 from manager.registry import AgentRegistry
+from manager.replica import public_info, with_owner
 from manager.services.keypairs import KeypairInfo
 from manager.services.lifecycle import transition
 from manager.services.routes import QueryCounter, Route, RouteCache
@@ -53,6 +55,21 @@ class ExecuteSpec:
     code: str
     run_id: str | None
     options: dict[str, Any] | None
+
+
+def _capped(body: dict[str, Any], result: ExecuteResult, limit: int) -> dict[str, Any]:
+    """One response holds at most ``limit`` console bytes (common.console's rule); what
+    was dropped, here or by the agent, is listed under ``dropped``."""
+    console: Any = result.console
+    dropped: dict[str, int] = {}
+    merge_dropped(dropped, result.dropped)
+    if not isinstance(console, list) or data_size(console) > limit:
+        console, dropped = cap_console(console if isinstance(console, list) else [console],
+                                       limit, dropped)
+        body["console"] = console
+    if dropped:
+        body["dropped"] = dropped
+    return body
 
 
 def _ident_clause(ident: str) -> sa.ColumnElement[bool]:
@@ -104,12 +121,16 @@ class SessionControl:
         mem = int((row.slots or {}).get("mem", 0) or 0)
         return {
             "lang": row.lang, "tag": row.tag, "status": row.status,
-            "statusInfo": row.status_info, "created": created.isoformat(),
+            "statusInfo": public_info(row.status_info), "created": created.isoformat(),
             "age": int((end - created).total_seconds() * 1000),
             "memoryLimit": mem // 1024,
             "numQueriesExecuted": int(row.num_queries) + self._counter.pending(row.id),
             "cpuCreditUsed": int(stats.get("cpu_used", 0) or 0),
         }
+
+    def _owned(self, reason: str) -> str:
+        """The reason, marked as waited on by this replica (manager/replica.py)."""
+        return with_owner(reason, self._registry.lease.instance)
 
     async def _move(self, kernel_id: uuid.UUID, new: SessionStatus, reason: str | None,
                     extra: dict[str, Any] | None = None) -> bool:
@@ -120,13 +141,26 @@ class SessionControl:
         return done is not None
 
     async def destroy(self, caller: KeypairInfo, ident: str) -> dict[str, Any]:
-        """TERMINATING → DestroyKernel → TERMINATED; returns the container stats."""
+        """Destroy a session in any live state; returns the container stats.
+
+        PENDING/SCHEDULED (nothing sent to an agent yet) → CANCELLED. PREPARING,
+        RUNNING, RESTARTING → TERMINATING → DestroyKernel (which also cancels a create
+        under way; its create call answers 409 kernel-creation-cancelled) →
+        TERMINATED user-requested. TERMINATING (an earlier destroy did not finish) →
+        DestroyKernel again. When the agent is unreachable the session stays
+        TERMINATING (503 agent-unavailable); reconciliation finishes it.
+        """
         row = await self.find(caller, ident)
         if row.status not in LIVE:
             raise KernelNotFound(f"session {ident!r} is already {row.status}")
-        if not await self._move(row.id, SessionStatus.TERMINATING, "user-requested"):
-            await self._move(row.id, SessionStatus.CANCELLED, "user-requested")
-            return {}
+        if row.status in (SessionStatus.PENDING, SessionStatus.SCHEDULED):
+            if await self._move(row.id, SessionStatus.CANCELLED, "user-requested"):
+                return {}
+            row = await self.find(caller, str(row.id))  # it moved on meanwhile
+        if row.status != SessionStatus.TERMINATING and not await self._move(
+                row.id, SessionStatus.TERMINATING, self._owned("user-requested")):
+            row = await self.find(caller, str(row.id))
+            raise KernelNotFound(f"session {ident!r} is already {row.status}")
         try:
             reply = await self._registry.request(
                 row.agent_id, DestroyKernel(kernel_id=str(row.id), reason="user-requested"),
@@ -134,6 +168,8 @@ class SessionControl:
             stats = expect(reply, KernelDestroyed).stats or {}
         except KernelNotFound:
             stats = dict(row.last_stat or {})
+        except AgentUnavailable:
+            raise  # stays TERMINATING: the agent's next report settles it
         except KrakenError as e:
             await self._move(row.id, SessionStatus.ERROR, f"destroy-failed: {e.detail or e}")
             raise
@@ -143,13 +179,16 @@ class SessionControl:
 
     async def restart(self, caller: KeypairInfo, ident: str) -> None:
         row = await self.find(caller, ident)
-        if not await self._move(row.id, SessionStatus.RESTARTING, "user-requested"):
+        if not await self._move(row.id, SessionStatus.RESTARTING,
+                                self._owned("user-requested")):
             raise ServiceUnavailable(f"session {ident!r} is {row.status}; cannot restart")
         try:
             reply = await self._registry.request(
                 row.agent_id, RestartKernel(kernel_id=str(row.id)),
                 self.config.link.create_timeout)
             expect(reply, Ack)
+        except AgentUnavailable:
+            raise  # stays RESTARTING: the agent's next report settles it
         except KrakenError as e:
             await self._move(row.id, SessionStatus.ERROR, f"restart-failed: {e.detail or e}")
             raise
@@ -191,9 +230,10 @@ class SessionControl:
                       flush_timeout=self.config.exec.flush_timeout)
         result = await self.ask(route, msg, ExecuteResult, self.config.exec.timeout)
         self._counter.count(route)
-        return {"runId": result.run_id or run_id, "status": result.status,
+        body = {"runId": result.run_id or run_id, "status": result.status,
                 "console": result.console, "exitCode": result.exit_code,
                 "options": result.options, "files": result.files}
+        return _capped(body, result, self.config.exec.max_response)
 
     async def interrupt(self, caller: KeypairInfo, ident: str) -> None:
         route = await self.route(caller, ident)

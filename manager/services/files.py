@@ -2,8 +2,10 @@
 ``upload-files``, ``list-files``, ``download-files``, ``get-logs``)."""
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from common.limits import MAX_DOWNLOAD_FILES, MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES
 from common.msg_agent import (
     DownloadFiles,
     FileList,
@@ -16,24 +18,30 @@ from common.msg_agent import (
 )
 from manager.services.control import SessionControl
 from manager.services.keypairs import KeypairInfo
+from manager.services.routes import Route
+from manager.services.transfers import TransferGate
 
-MAX_UPLOAD_FILES = 20
-MAX_UPLOAD_BYTES = 1 << 20  # per file
-MAX_DOWNLOAD_FILES = 5
+__all__ = ["MAX_DOWNLOAD_FILES", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_FILES", "SessionFiles"]
 
 
 class SessionFiles:
     """The /kernel/:id/{upload,files,download,logs} operations."""
 
-    def __init__(self, control: SessionControl) -> None:
+    def __init__(self, control: SessionControl, gate: TransferGate) -> None:
         self._control = control
+        self._gate = gate
+
+    def _slot(self, caller: KeypairInfo, route: Route) -> AbstractAsyncContextManager[None]:
+        """A transfer slot of the caller's keypair and of the session's agent."""
+        return self._gate.slot(f"keypair:{caller.access_key}", f"agent:{route.agent_id}")
 
     async def upload(self, caller: KeypairInfo, ident: str,
                      files: list[tuple[str, bytes]]) -> list[str]:
         route = await self._control.route(caller, ident)
         msg = UploadFiles(kernel_id=str(route.kernel_id),
                           files=[{"path": p, "data": d} for p, d in files])
-        return list((await self._control.ask(route, msg, FilesUploaded)).paths)
+        async with self._slot(caller, route):
+            return list((await self._control.ask(route, msg, FilesUploaded)).paths)
 
     async def list_files(self, caller: KeypairInfo, ident: str, path: str
                          ) -> tuple[str, list[dict[str, Any]]]:
@@ -45,8 +53,10 @@ class SessionFiles:
     async def download(self, caller: KeypairInfo, ident: str, files: list[str]
                        ) -> list[bytes]:
         route = await self._control.route(caller, ident)
-        reply = await self._control.ask(
-            route, DownloadFiles(kernel_id=str(route.kernel_id), files=files), FilesArchive)
+        async with self._slot(caller, route):
+            reply = await self._control.ask(
+                route, DownloadFiles(kernel_id=str(route.kernel_id), files=files),
+                FilesArchive)
         return list(reply.archives)
 
     async def logs(self, caller: KeypairInfo, ident: str) -> str:

@@ -14,6 +14,9 @@ from common.status import SessionStatus, can_transition
 from manager.db.tables import kernel_events, kernels
 
 REASON_MAX = 256
+# status_info of a PREPARING session whose create call gave up because the agent's
+# link dropped: the agent may still create it; reconciliation adopts or fails it
+ORPHANED = "agent-link-lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +96,12 @@ async def transition(conn: AsyncConnection, kernel_id: uuid.UUID, new: SessionSt
     """Move one session; ``None`` when the rules do not allow it from its state."""
     done = await transition_many(conn, kernels.c.id == kernel_id, new, reason, extra)
     return done[0] if done else None
+
+
+async def mark_orphaned(conn: AsyncConnection, kernel_id: uuid.UUID) -> bool:
+    """Note that nobody waits for this PREPARING session's create reply any more
+    (not a status change: reconciliation settles it from the agent's report)."""
+    result = await conn.execute(sa.update(kernels).where(
+        kernels.c.id == kernel_id, kernels.c.status == SessionStatus.PREPARING.value,
+    ).values(status_info=ORPHANED).returning(kernels.c.id))
+    return result.first() is not None

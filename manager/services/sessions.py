@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.errors import (
+    AgentUnavailable,
     ImageNotFound,
+    KernelCreationCancelled,
     KernelCreationFailed,
     KrakenError,
     NoAgentAvailable,
@@ -31,16 +33,27 @@ from common.status import LIVE_STATUSES, AgentStatus, SessionStatus
 from manager.config import ManagerConfig
 from manager.db.tables import agents, images, kernels, keypairs
 from manager.events import EventBus
+from manager.outage import translate
 from manager.registry import AgentRegistry
+from manager.replica import split_owner, with_owner
 from manager.scheduler import AgentSnapshot, PlacementRequest, could_ever_fit, schedule
 from manager.services.images import SlotRequest, resolve_image, slots_to_floats
 from manager.services.keypairs import KeypairInfo
-from manager.services.lifecycle import Transition, record_created, transition
+from manager.services.lifecycle import (
+    ORPHANED,
+    Transition,
+    mark_orphaned,
+    record_created,
+    transition,
+)
 from manager.vfolders.service import VFolderService
 
 log = logging.getLogger(__name__)
 
 LIVE = [s.value for s in LIVE_STATUSES]
+# a create that ends in one of these was destroyed by its owner while being created
+DESTROYED = frozenset({SessionStatus.TERMINATING, SessionStatus.TERMINATED,
+                       SessionStatus.CANCELLED})
 PLACEMENT_LOCK = 0x4B52414B  # pg_advisory_xact_lock key serializing placement
 
 
@@ -89,9 +102,13 @@ class SessionCreator:
             await self._place(pending[0])
             await self._prepare(owner, spec, pending[0].kernel_id, mounts)
         except BaseException as e:
-            await asyncio.shield(self._fail(pending[0].kernel_id, e))
+            instead = await asyncio.shield(self._fail(pending[0].kernel_id, e))
+            if instead is not None:
+                raise instead from None
             if isinstance(e, Exception) and not isinstance(e, KrakenError):
-                raise KernelCreationFailed(f"{type(e).__name__}: {e}") from None
+                # PostgreSQL or Redis gone mid-create: a retryable 503 (the sweep and the
+                # next heartbeat settle the half-made session), never a 500
+                raise translate(e) or KernelCreationFailed(f"{type(e).__name__}: {e}") from None
             raise
         return spec.session_name, True
 
@@ -100,16 +117,21 @@ class SessionCreator:
         """Lock the keypair, honour token reuse and the concurrency limit."""
         await conn.execute(sa.select(keypairs.c.access_key).where(
             keypairs.c.access_key == owner.access_key).with_for_update())
-        live = (await conn.execute(sa.select(kernels.c.session_name, kernels.c.lang).where(
-            kernels.c.access_key == owner.access_key, kernels.c.status.in_(LIVE)))).all()
+        live = (await conn.execute(sa.select(
+            kernels.c.session_name, kernels.c.lang, kernels.c.status, kernels.c.status_info,
+        ).where(kernels.c.access_key == owner.access_key, kernels.c.status.in_(LIVE)))).all()
         for row in live:
             if row.session_name == spec.session_name:
                 if row.lang == spec.lang:
+                    _reusable(row.session_name, row.status, row.status_info)
                     return spec.session_name
                 raise SessionAlreadyExists(
                     f"session {spec.session_name!r} is live with lang {row.lang!r}, "
                     f"not {spec.lang!r}")
-        if len(live) >= owner.concurrency_limit:
+        # a session being destroyed no longer counts (its owner is done with it, and an
+        # unreachable agent can keep it TERMINATING until reconciliation ends it)
+        counted = [r for r in live if r.status != SessionStatus.TERMINATING]
+        if len(counted) >= owner.concurrency_limit:
             raise QuotaExceeded(
                 f"keypair concurrency limit reached ({owner.concurrency_limit} live sessions)")
         return None
@@ -148,13 +170,16 @@ class SessionCreator:
                 done = await transition(conn, pending.kernel_id, SessionStatus.SCHEDULED,
                                         None, {"agent_id": chosen})
         await self._events.publish([done])
+        if done is None:
+            raise KernelCreationCancelled("the session was destroyed while being created")
         if chosen is None:
             raise NoAgentAvailable("no agent has enough free resources for this session now")
 
     async def _prepare(self, owner: KeypairInfo, spec: CreateSpec, kernel_id: uuid.UUID,
                        mounts: list[dict[str, str]]) -> None:
         """SCHEDULED → PREPARING → agent CreateKernel → RUNNING; on failure → ERROR."""
-        agent_id, slots, image = await self._move(kernel_id, SessionStatus.PREPARING, None)
+        agent_id, slots, image = await self._move(
+            kernel_id, SessionStatus.PREPARING, with_owner(None, self._registry.lease.instance))
         msg = CreateKernel(kernel_id=str(kernel_id), session_name=spec.session_name,
                            access_key=owner.access_key, image=image, slots=slots,
                            environ=spec.environ, mounts=list(mounts),
@@ -172,48 +197,94 @@ class SessionCreator:
                 kernels.c.agent_id, kernels.c.slots, kernels.c.image, kernels.c.status
             ).where(kernels.c.id == kernel_id))).one()
         await self._events.publish([done])
-        if done is None:
+        if done is None and row.status != new:  # (already RUNNING: adopted meanwhile)
             raise KernelCreationFailed(f"session became {row.status} while being created")
         return AgentId(row.agent_id), dict(row.slots), row.image
 
-    async def _fail(self, kernel_id: uuid.UUID, error: BaseException) -> None:
-        """Mark a failed creation ERROR (no-op if already final) and clean the agent up."""
+    async def _fail(self, kernel_id: uuid.UUID, error: BaseException
+                    ) -> KrakenError | None:
+        """Settle a create that did not reach RUNNING; returns the error to answer with
+        instead of ``error``, if any.
+
+        Destroyed while being created → the destroy call owns the session (409
+        kernel-creation-cancelled). The agent's link dropped → the session stays
+        PREPARING, marked orphaned, for reconciliation to adopt or fail from the
+        agent's next report (the agent may hold a healthy container). Anything else →
+        ERROR, and the agent is told to destroy what it may have created.
+        """
         reason = getattr(error, "detail", None) or str(error) or type(error).__name__
         try:
             async with self._engine.begin() as conn:
-                row = (await conn.execute(sa.select(kernels.c.agent_id, kernels.c.status)
-                                          .where(kernels.c.id == kernel_id))).one()
+                row = (await conn.execute(sa.select(
+                    kernels.c.agent_id, kernels.c.status, kernels.c.status_info,
+                ).where(kernels.c.id == kernel_id).with_for_update())).one()
+                status = SessionStatus(row.status)
+                if isinstance(error, KernelCreationCancelled) or (
+                        status in DESTROYED
+                        and split_owner(row.status_info)[0] == "user-requested"):
+                    return KernelCreationCancelled(
+                        "the session was destroyed while it was being created")
+                if isinstance(error, AgentUnavailable) and status is SessionStatus.PREPARING:
+                    await mark_orphaned(conn, kernel_id)
+                    return None
                 done = await transition(conn, kernel_id, SessionStatus.ERROR,
                                         f"creation-failed: {reason}")
             await self._events.publish([done])
-        except Exception:
-            log.exception("cannot mark session %s ERROR", kernel_id)
-            return
-        if done is not None and row.status == SessionStatus.PREPARING and row.agent_id:
+        except Exception as failure:
+            if translate(failure) is None:
+                log.exception("cannot mark session %s ERROR", kernel_id)
+            else:  # an outage: the sweep settles it once the database is back
+                log.warning("cannot mark session %s ERROR now: %s", kernel_id,
+                            type(failure).__name__)
+            return None
+        if done is not None and status is SessionStatus.PREPARING and row.agent_id:
             with contextlib.suppress(Exception):
                 await self._registry.request(row.agent_id, DestroyKernel(
                     kernel_id=str(kernel_id), reason="creation-failed"), 10.0)
+        return None
+
+
+def _reusable(name: str, status: str, info: str | None) -> None:
+    """Token reuse never hands out a session that cannot become usable by itself."""
+    if status == SessionStatus.TERMINATING:
+        raise AgentUnavailable(f"session {name!r} is being destroyed; retry shortly")
+    if status == SessionStatus.PREPARING and info == ORPHANED:
+        raise AgentUnavailable(f"session {name!r} is being recovered after its agent "
+                               "reconnected; retry shortly")
 
 
 async def _find_image(conn: AsyncConnection, lang: str
                       ) -> tuple[str, dict[str, Any], list[dict[str, float]]]:
-    """(image, labels, capacities of ALIVE agents holding it) or ImageNotFound."""
+    """(image, labels, capacities of ALIVE agents holding it).
+
+    Images of LOST agents still count as known: a create while the only agent with
+    the image is lost answers 503 no-agent-available, not 404 image-not-found.
+    """
     rows = (await conn.execute(
-        sa.select(images.c.name, images.c.labels, agents.c.available_slots)
+        sa.select(images.c.name, images.c.labels, agents.c.available_slots, agents.c.status)
         .join(agents, agents.c.id == images.c.agent_id)
-        .where(agents.c.status == AgentStatus.ALIVE.value))).all()
+        .where(agents.c.status.in_([AgentStatus.ALIVE.value, AgentStatus.LOST.value])))).all()
     image = resolve_image(lang, (r.name for r in rows))
     if image is None:
         raise ImageNotFound(f"no agent offers an image for lang {lang!r}")
     matching = [r for r in rows if r.name == image]
+    alive = [r for r in matching if r.status == AgentStatus.ALIVE.value]
+    if not alive:
+        raise NoAgentAvailable(f"the agents holding {image} are unreachable now; retry later")
     return image, dict(matching[0].labels or {}), [
-        slots_to_floats(r.available_slots) for r in matching]
+        slots_to_floats(r.available_slots) for r in alive]
+
+
+def _stricter(db: dict[str, float], reported: dict[str, float]) -> dict[str, float]:
+    """Per slot, the larger of what live sessions hold and what the agent reports."""
+    return {k: max(db.get(k, 0.0), reported.get(k, 0.0)) for k in set(db) | set(reported)}
 
 
 async def _snapshot(conn: AsyncConnection, image: str) -> list[AgentSnapshot]:
-    """ALIVE agents holding ``image`` with occupancy summed from live sessions."""
+    """ALIVE agents holding ``image``; occupancy is the stricter of the sum over live
+    sessions and what the agent last reported, so a leak never invites a refusal."""
     agent_rows = (await conn.execute(
-        sa.select(agents.c.id, agents.c.available_slots)
+        sa.select(agents.c.id, agents.c.available_slots, agents.c.occupied_slots)
         .join(images, images.c.agent_id == agents.c.id)
         .where(agents.c.status == AgentStatus.ALIVE.value, images.c.name == image))).all()
     if not agent_rows:
@@ -227,4 +298,5 @@ async def _snapshot(conn: AsyncConnection, image: str) -> list[AgentSnapshot]:
         for key, value in slots_to_floats(row.slots).items():
             acc[key] = acc.get(key, 0.0) + value
     return [AgentSnapshot(AgentId(r.id), slots_to_floats(r.available_slots),
-                          occupied[r.id], frozenset({image})) for r in agent_rows]
+                          _stricter(occupied[r.id], slots_to_floats(r.occupied_slots or {})),
+                          frozenset({image})) for r in agent_rows]

@@ -1,7 +1,28 @@
 # A single-node cluster (one manager, one agent) as background processes
 # (sourced by scripts/dev). Pids in var/run, logs in var/logs, secrets in var/keys.
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# daemon_pid NAME: print the pid of our running daemon NAME (from var/run/NAME.pid) and
+# succeed; otherwise remove the stale pid file and fail. `kill -0` is not enough after a
+# crash: a killed process not yet reaped (a zombie) or a pid recycled by another process
+# passes it. The process must exist, not be a zombie, and run `python -m NAME` with this
+# checkout's var/ on its command line.
+daemon_pid() {
+  local name="$1" pidf="$VAR/run/$1.pid" pid="" stat="" state="" cmd=""
+  [ -f "$pidf" ] || return 1
+  pid="$(head -c 32 "$pidf" 2>/dev/null | tr -d '[:space:]')"
+  if [[ "$pid" =~ ^[0-9]+$ ]] && read -r stat 2>/dev/null < "/proc/$pid/stat"; then
+    state="${stat##*) }"; state="${state%% *}"
+    cmd="$(tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" || true)"
+    if [ "$state" != Z ] && [ "$state" != X ] && [[ "$cmd" == *" -m $name "* ]] \
+       && [[ "$cmd" == *"$VAR/"* ]]; then
+      echo "$pid"
+      return 0
+    fi
+  fi
+  rm -f "$pidf"
+  return 1
+}
+
 api_ready() { curl -fsS "http://127.0.0.1:$API_PORT/" >/dev/null; }
 
 write_configs() {
@@ -11,7 +32,14 @@ write_configs() {
     "$PY" -m manager gen-link-keys "$keys"
   fi
   [ -f "$keys/join_token" ] || (umask 077; "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' > "$keys/join_token")
-  cat > "$VAR/manager.toml" <<TOML
+  if [ ! -f "$keys/secretbox.key" ]; then
+    say "generating the key that encrypts keypair secrets at rest (var/keys/secretbox.key)"
+    "$PY" -m manager gen-secrets-key "$keys/secretbox.key" >/dev/null
+  fi
+  chmod 600 "$keys"/manager.key_secret "$keys"/join_token "$keys"/secretbox.key
+  set_redis_url
+  # these files hold credentials (the Redis password, key paths): mode 0600
+  write_private "$VAR/manager.toml" <<TOML
 [api]
 host = "127.0.0.1"
 port = $API_PORT
@@ -21,6 +49,9 @@ url = "postgresql+asyncpg://kraken:kraken@127.0.0.1:$PG_PORT/kraken"
 
 [redis]
 url = "$REDIS_URL"
+
+[secrets]
+key_file = "$keys/secretbox.key"
 
 [link]
 bind = "tcp://127.0.0.1:$LINK_PORT"
@@ -32,7 +63,7 @@ join_token_file = "$keys/join_token"
 level = "INFO"
 file = "$VAR/logs/manager.log"
 TOML
-  cat > "$VAR/agent.toml" <<TOML
+  write_private "$VAR/agent.toml" <<TOML
 agent_id = "$(hostname)"
 region = "local"
 scratch_root = "$VAR/scratch"
@@ -49,9 +80,9 @@ TOML
 }
 
 start_daemon() {  # start_daemon NAME ARGS...
-  local name="$1"; shift
-  if pid_alive "$VAR/run/$name.pid"; then
-    say "$name already running (pid $(cat "$VAR/run/$name.pid"))"
+  local name="$1" pid; shift
+  if pid="$(daemon_pid "$name")"; then
+    say "$name already running (pid $pid)"
     return
   fi
   say "starting $name"
@@ -90,12 +121,11 @@ cluster_up() {
   local since; since="$(date +%s)"
   start_daemon agent -c "$VAR/agent.toml"
   wait_for 60 "the agent to join (see var/logs/agent.*)" agent_joined "$since"
-  (umask 077
-   { echo "# Kraken dev cluster: source me (. var/env.sh)"
-     echo "export BACKEND_ENDPOINT=http://127.0.0.1:$API_PORT"
-     cat "$VAR/keys/admin.env"
-     echo "export PATH=\"$CLIENT_VENV/bin:\$PATH\""
-   } > "$VAR/env.sh")
+  { echo "# Kraken dev cluster: source me (. var/env.sh)"
+    echo "export BACKEND_ENDPOINT=http://127.0.0.1:$API_PORT"
+    cat "$VAR/keys/admin.env"
+    echo "export PATH=\"$CLIENT_VENV/bin:\$PATH\""
+  } | write_private "$VAR/env.sh"
   say "cluster is up: manager http://127.0.0.1:$API_PORT, agent $(hostname)"
   cat <<USAGE
 
@@ -106,16 +136,16 @@ cluster_up() {
 USAGE
 }
 
-stop_daemon() {
-  local name="$1" pidf="$VAR/run/$1.pid"
-  if pid_alive "$pidf"; then
+stop_daemon() {  # only the process daemon_pid vouches for: never a recycled pid
+  local name="$1" pid
+  if pid="$(daemon_pid "$name")"; then
     say "stopping $name"
-    kill "$(cat "$pidf")" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
     local i=0
-    while pid_alive "$pidf" && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
-    pid_alive "$pidf" && kill -9 "$(cat "$pidf")" 2>/dev/null || true
+    while daemon_pid "$name" >/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+    if daemon_pid "$name" >/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
   fi
-  rm -f "$pidf"
+  rm -f "$VAR/run/$name.pid"
 }
 
 cluster_down() {
@@ -132,11 +162,14 @@ cluster_down() {
 
 cluster_status() {
   for name in manager agent; do
-    if pid_alive "$VAR/run/$name.pid"; then echo "$name: running (pid $(cat "$VAR/run/$name.pid"))"
+    local pid
+    if pid="$(daemon_pid "$name")"; then echo "$name: running (pid $pid)"
     else echo "$name: stopped"; fi
   done
   pg_ready && echo "postgresql: running on $PG_PORT" || echo "postgresql: stopped"
-  redis_ready && echo "redis: running on $REDIS_PORT" || echo "redis: stopped"
+  if redis_ping | grep -q PONG; then echo "redis: running on $REDIS_PORT WITHOUT a password (run scripts/dev halfstack)"
+  elif redis_ready; then echo "redis: running on $REDIS_PORT (password required)"
+  else echo "redis: stopped"; fi
 }
 
 run_checks() {
@@ -146,6 +179,7 @@ run_checks() {
 }
 
 run_tests() {
+  set_redis_url
   export KRAKEN_TEST_PG_URL="$PG_URL" KRAKEN_TEST_REDIS_URL="$REDIS_URL"
   export KRAKEN_CLIENT_VENV="$CLIENT_VENV" KRAKEN_NO_SKIP=1
   cd "$ROOT"
@@ -154,5 +188,9 @@ run_tests() {
   [ $rc -eq 0 ] || return $rc
   "$VENV/bin/pytest" -q -p no:cacheprovider tests/integration "$@" || rc=$?
   [ $rc -eq 0 ] || return $rc
-  "$VENV/bin/pytest" -q -p no:cacheprovider tests/e2e "$@"
+  "$VENV/bin/pytest" -q -p no:cacheprovider tests/e2e "$@" || rc=$?
+  [ $rc -eq 0 ] || return $rc
+  # the fault-injection suite runs its own PostgreSQL, Redis, managers and agents
+  say "fault-injection suite (tests/faults; per-test durations below)"
+  "$VENV/bin/pytest" -q -p no:cacheprovider --durations=0 tests/faults "$@"
 }

@@ -8,7 +8,9 @@ REDIS_PORT="${KRAKEN_REDIS_PORT:-16379}"
 API_PORT="${KRAKEN_API_PORT:-8081}"
 LINK_PORT="${KRAKEN_LINK_PORT:-5020}"
 PG_URL="postgresql://kraken:kraken@127.0.0.1:$PG_PORT/kraken"
-REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+# Redis requires a password, generated once into var/keys/redis.pass (mode 0600);
+# set_redis_url sets REDIS_URL (redis://:PASSWORD@127.0.0.1:PORT/0), creating it first.
+REDIS_URL=""
 
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 die() { printf 'scripts/dev: %s\n' "$*" >&2; exit 1; }
@@ -27,11 +29,31 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# write_private FILE: stdin into FILE with mode 0600 (also when FILE existed before)
+write_private() { (umask 077; cat > "$1.tmp") && mv -f "$1.tmp" "$1"; }
+
+redis_password() {  # prints the password; creates it the first time
+  local f="$VAR/keys/redis.pass"
+  if [ ! -s "$f" ]; then
+    mkdir -p "$VAR/keys"
+    (umask 077; "${PY:-python3}" -c 'import secrets; print(secrets.token_urlsafe(32))' > "$f.tmp" \
+      2>/dev/null || python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$f.tmp")
+    mv -f "$f.tmp" "$f"
+  fi
+  chmod 600 "$f"
+  cat "$f"
+}
+
+set_redis_url() { REDIS_URL="redis://:$(redis_password)@127.0.0.1:$REDIS_PORT/0"; }
+
 stamp_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 
 do_install() {
   mkdir -p "$VAR"/{logs,run,scratch,keys}
-  apt_install postgresql redis-server mmdebstrap ca-certificates chromium chromium-driver
+  chmod 700 "$VAR/keys"
+  redis_password >/dev/null
+  apt_install postgresql redis-server mmdebstrap ca-certificates chromium chromium-driver \
+    e2fsprogs mount  # mkfs.ext4, mount and losetup for the per-session scratch filesystems
   local python="${PYTHON:-python3}"
   command -v "$python" >/dev/null || die "python3 (>= 3.11) not found"
   "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python >= 3.11 is required"

@@ -49,42 +49,65 @@ class Cluster:
         base = self.pg_url.rsplit("/", 1)[0]
         return f"{base}/{self.db_name}".replace("postgresql://", "postgresql+asyncpg://")
 
-    def _write_configs(self) -> None:
+    # settings a subclass may tune (the fault suite shortens timeouts)
+    link_settings = "heartbeat_interval = 1.0\nheartbeat_timeout = 5.0"
+    manager_sections = ""
+    agent_sections = ""
+
+    def _write_keys(self) -> Path:
         keys = self.workdir / "keys"
         keys.mkdir(parents=True, exist_ok=True)
         self.manager_cli("gen-link-keys", str(keys))
+        self.manager_cli("gen-secrets-key", str(keys / "secretbox.key"))
         (keys / "join_token").write_text(secrets.token_urlsafe(24))
-        (self.workdir / "manager.toml").write_text(f"""
+        (keys / "join_token").chmod(0o600)
+        return keys
+
+    def manager_toml(self, api_port: int, link_port: int) -> str:
+        keys = self.workdir / "keys"
+        return f"""
 [api]
 host = "127.0.0.1"
-port = {self.api_port}
+port = {api_port}
 [db]
 url = "{self.db_url}"
 [redis]
 url = "{self.redis_url}"
+[secrets]
+key_file = "{keys}/secretbox.key"
 [link]
-bind = "tcp://127.0.0.1:{self.link_port}"
+bind = "tcp://127.0.0.1:{link_port}"
 secret_key_file = "{keys}/manager.key_secret"
 public_key_file = "{keys}/manager.key"
 join_token_file = "{keys}/join_token"
-heartbeat_interval = 1.0
-heartbeat_timeout = 5.0
+{self.link_settings}
 [vfolders]
 root = "{self.workdir}/vfolders"
 [logging]
 level = "INFO"
-""")
-        (self.workdir / "agent.toml").write_text(f"""
-agent_id = "{self.agent_id}"
+{self.manager_sections}"""
+
+    def agent_toml(self, agent_id: str, link_ports: list[int], scratch: Path) -> str:
+        keys = self.workdir / "keys"
+        endpoints = ", ".join(f'"tcp://127.0.0.1:{p}"' for p in link_ports)
+        return f"""
+agent_id = "{agent_id}"
 region = "e2e"
-scratch_root = "{self.workdir}/scratch"
+scratch_root = "{scratch}"
 [manager]
-endpoints = ["tcp://127.0.0.1:{self.link_port}"]
+endpoints = [{endpoints}]
 public_key_file = "{keys}/manager.key"
 join_token_file = "{keys}/join_token"
 [logging]
 level = "INFO"
-""")
+{self.agent_sections}"""
+
+    def _write_configs(self) -> None:
+        self._write_keys()
+        (self.workdir / "manager.toml").write_text(self.manager_toml(self.api_port,
+                                                                      self.link_port))
+        (self.workdir / "agent.toml").write_text(
+            self.agent_toml(self.agent_id, [self.link_port], self.workdir / "scratch"))
 
     async def _create_db(self) -> None:
         conn = await asyncpg.connect(self.pg_url)
@@ -107,36 +130,46 @@ level = "INFO"
             raise RuntimeError(f"manager {args[0]} failed: {out.stderr.strip()}")
         return out.stdout
 
-    async def start(self) -> None:
-        await self._create_db()
-        self._write_configs()
-        cfg = str(self.workdir / "manager.toml")
-        self.manager_cli("init-db", "-c", cfg)
-        out = self.manager_cli("keypair", "create", "-c", cfg, "--admin", "--user-id", "e2e",
-                               "--shell")
+    def create_admin_keypair(self, config: Path) -> None:
+        out = self.manager_cli("keypair", "create", "-c", str(config), "--admin",
+                               "--user-id", "e2e", "--shell")
         env = dict(line.removeprefix("export ").split("=", 1)
                    for line in out.splitlines() if line.startswith("export "))
         self.access_key = env["BACKEND_ACCESS_KEY"].strip("'\"")
         self.secret_key = env["BACKEND_SECRET_KEY"].strip("'\"")
-        self.start_process("manager", "serve", "-c", cfg)
-        self._wait(self._api_up, 30, "manager API")
+
+    async def start(self) -> None:
+        await self._create_db()
+        self._write_configs()
+        cfg = self.workdir / "manager.toml"
+        self.manager_cli("init-db", "-c", str(cfg))
+        self.create_admin_keypair(cfg)
+        self.start_process("manager", "serve", "-c", str(cfg))
+        self.wait(lambda: self.api_up(self.endpoint), 30, "manager API")
         self.start_agent()
 
-    def start_agent(self) -> None:
-        log = self.workdir / "agent.log"
+    def start_agent(self, name: str = "agent", agent_id: str = "") -> None:
+        """Start an agent (config ``<name>.toml``) and wait for a fresh join."""
+        log = self.workdir / f"{name}.log"
         offset = log.stat().st_size if log.exists() else 0
-        self.start_process("agent", "-c", str(self.workdir / "agent.toml"))
+        self.start_process(name, "-c", str(self.workdir / f"{name}.toml"), module="agent")
 
         def joined() -> bool:  # a fresh join, not the status a previous agent left
             with open(log, "rb") as f:
                 f.seek(offset)
-                return b"joined manager" in f.read() and self._agent_alive()
-        self._wait(joined, 60, "agent join")
+                return (b"joined manager" in f.read()
+                        and self.agent_alive(agent_id or self.agent_id))
+        self.wait(joined, 60, f"{name} join")
 
-    def start_process(self, name: str, *args: str) -> None:
+    def start_process(self, name: str, *args: str, module: str = "") -> None:
+        """Run ``python -m <module or name> ARGS`` with its output in ``<name>.log``."""
         with open(self.workdir / f"{name}.log", "ab") as log:  # the child keeps its own fd
-            self.procs[name] = subprocess.Popen([sys.executable, "-m", name, *args], cwd=ROOT,
-                                                stdout=log, stderr=subprocess.STDOUT)
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", module or name, *args], cwd=ROOT,
+                stdout=log, stderr=subprocess.STDOUT, env=self.process_env())
+
+    def process_env(self) -> dict[str, str]:
+        return dict(os.environ)
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(name, None)
@@ -149,28 +182,37 @@ level = "INFO"
             proc.kill()
             proc.wait()
 
-    def _api_up(self) -> bool:
-        with urllib.request.urlopen(self.endpoint + "/", timeout=2) as r:
+    @staticmethod
+    def api_up(endpoint: str) -> bool:
+        with urllib.request.urlopen(endpoint + "/", timeout=2) as r:
             return r.status == 200
 
-    def _agent_alive(self) -> bool:
+    def agent_alive(self, agent_id: str) -> bool:
         return bool(self.sql("SELECT count(*) FROM agents WHERE id = $1 AND status = 'ALIVE'",
-                             self.agent_id))
+                             agent_id))
 
     def sql(self, query: str, *args: object) -> object:
+        """The first value of the first row of ``query``."""
+        return self._on_db(lambda conn: conn.fetchval(query, *args))
+
+    def sql_rows(self, query: str, *args: object) -> list[asyncpg.Record]:
+        return self._on_db(lambda conn: conn.fetch(query, *args))  # type: ignore[return-value]
+
+    def _on_db(self, do) -> object:  # type: ignore[no-untyped-def]
         import asyncio
 
         async def run() -> object:
-            conn = await asyncpg.connect(self.pg_url.rsplit("/", 1)[0] + "/" + self.db_name)
+            conn = await asyncpg.connect(self.pg_url.rsplit("/", 1)[0] + "/" + self.db_name,
+                                         timeout=5)
             try:
-                return await conn.fetchval(query, *args)
+                return await do(conn)
             finally:
                 await conn.close()
         # callers may sit inside a running event loop (async fixtures): use a thread
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             return pool.submit(asyncio.run, run()).result()
 
-    def _wait(self, probe, limit: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    def wait(self, probe, limit: float, what: str) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + limit
         last_error: BaseException | None = None
         while time.monotonic() < deadline:

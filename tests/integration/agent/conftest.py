@@ -43,3 +43,16 @@ def sleeper_image() -> Iterator[str]:
                    check=True, capture_output=True)
     yield tag
     subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def runner_with_status() -> None:
+    """The kernel image's runner answers get-status (runner protocol v1 addition)."""
+    require_docker_image()
+    probe = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint",
+                            "grep", IMAGE, "-q", "get-status",
+                            "/opt/kraken/common/msg_runner.py"],
+                           capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"{IMAGE} has a runner without get-status: "
+                    "rebuild it with python -m kernels.build python")

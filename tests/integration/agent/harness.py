@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import subprocess
 import uuid
@@ -56,6 +57,7 @@ class FakeManager:
         self.events: asyncio.Queue[KernelTerminated] = asyncio.Queue()
         self.heartbeats: list[Heartbeat] = []
         self.keep: list[str] | None = None  # None: keep whatever the agent reports
+        self.drop: list[str] = []  # JoinAccepted.drop_kernels
         self.peer: bytes | None = None
         self.link.start()
 
@@ -66,7 +68,8 @@ class FakeManager:
             self.peer = peer
             self.joins.put_nowait(msg)
             keep = msg.kernels if self.keep is None else self.keep
-            return JoinAccepted(heartbeat_interval=0.2, keep_kernels=list(keep))
+            return JoinAccepted(heartbeat_interval=0.2, keep_kernels=list(keep),
+                                drop_kernels=list(self.drop))
         if isinstance(msg, Heartbeat):
             self.heartbeats.append(msg)
         elif isinstance(msg, KernelTerminated):
@@ -129,9 +132,30 @@ class AgentHarness:
         for agent in list(self.agents):
             with contextlib.suppress(Exception):
                 await agent.stop()
-        async with aiodocker.Docker() as docker:
-            rows = await docker.containers.list(
-                all=True, filters={"label": [f"ai.backend.agent-id={self.agent_id}"]})
-            for c in rows:
-                with contextlib.suppress(aiodocker.DockerError):
-                    await c.delete(force=True)
+        await remove_containers(self.agent_id)
+        unmount_scratch(self.scratch_root)
+
+
+async def remove_containers(agent_id: str) -> None:
+    """Remove every container (running or not) labelled with ``agent_id``."""
+    async with aiodocker.Docker() as docker:
+        rows = await docker.containers.list(
+            all=True, filters={"label": [f"ai.backend.agent-id={agent_id}"]})
+        for c in rows:
+            with contextlib.suppress(aiodocker.DockerError):
+                await c.delete(force=True)
+
+
+def unmount_scratch(root: Path) -> None:
+    """Unmount whatever a failed test left mounted under ``root`` (autoclear frees the loops)."""
+    if root.is_dir():
+        for entry in root.iterdir():
+            if os.path.ismount(entry):
+                subprocess.run(["umount", "-l", str(entry)], capture_output=True, check=False)
+
+
+def loop_devices(image: Path) -> list[str]:
+    """The loop devices backed by ``image`` (``losetup -j``), e.g. ``["/dev/loop3"]``."""
+    out = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True,
+                         check=False).stdout
+    return [line.split(":", 1)[0] for line in out.splitlines() if line.startswith("/dev/")]

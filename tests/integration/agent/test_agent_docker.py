@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 
 import aiodocker
@@ -19,6 +20,7 @@ from common.msg_agent import (
     Rejoin,
     RestartKernel,
 )
+from jail.policy import KERNEL_GID, KERNEL_UID
 from tests.integration.agent.harness import IMAGE, TOKEN, AgentHarness, FakeManager
 
 pytestmark = pytest.mark.integration
@@ -54,7 +56,7 @@ async def test_join_create_execute_destroy(manager: FakeManager, harness: AgentH
     labels = info["Config"]["Labels"]
     assert labels["ai.backend.kernel-id"] == k.kernel_id
     assert labels["ai.backend.owner"] == "AKIATESTTESTTESTTEST"
-    assert info["State"]["Running"] and info["Config"]["User"] == "work"
+    assert info["State"]["Running"] and info["Config"]["User"] == f"{KERNEL_UID}:{KERNEL_GID}"
     assert info["HostConfig"]["Memory"] == info["HostConfig"]["MemorySwap"] == 2 << 30
     assert info["HostConfig"]["NanoCpus"] == 2_000_000_000
     res = await run(manager, k.kernel_id, "import os; print('hello', os.environ['GREETING'])")
@@ -117,6 +119,9 @@ async def test_runner_never_ready_leaves_nothing(manager: FakeManager, harness: 
     assert isinstance(reply, ErrorReply) and reply.error_type == "agent-timeout"
     assert await harness.containers() == []
     assert not (harness.scratch_root / msg.kernel_id).exists()
+    assert list(harness.scratch_root.iterdir()) == []  # no image file left either
+    assert str(harness.scratch_root) not in subprocess.run(
+        ["losetup", "-a"], capture_output=True, text=True).stdout  # nor a loop device
     assert agent.pool.occupied.get_amount("mem") == 0
 
 
@@ -137,7 +142,7 @@ async def test_bad_requests_get_clear_errors(manager: FakeManager,
     assert list(harness.scratch_root.iterdir()) == []
 
 
-async def test_agent_restart_readopts_then_keep_kernels_drops(
+async def test_agent_restart_readopts_then_only_drop_kernels_destroys(
         manager: FakeManager, harness: AgentHarness) -> None:
     first = await harness.start()
     await manager.next_join()
@@ -151,10 +156,15 @@ async def test_agent_restart_readopts_then_keep_kernels_drops(
     assert second.pool.occupied.get_amount("mem") == 512 << 20
     res = await run(manager, k.kernel_id, "print(x)")
     assert stdout(res) == "still here\n"
-    manager.keep = []
+    manager.keep = []  # a stale replica that does not know the kernel: nothing happens
     await manager.link.send(manager.peer, Rejoin())  # type: ignore[arg-type]
     rejoin = await manager.next_join()
     assert rejoin.kernels == [k.kernel_id]
+    await asyncio.sleep(0.5)
+    assert len(await harness.containers()) == 1 and second.kernels.kernel_ids == [k.kernel_id]
+    manager.drop = [k.kernel_id]  # an explicit drop destroys it
+    await manager.link.send(manager.peer, Rejoin())  # type: ignore[arg-type]
+    await manager.next_join()
     for _ in range(100):
         if not await harness.containers():
             break

@@ -4,11 +4,15 @@ speaking the real agent protocol over a CurveZMQ DealerLink."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import hashlib
 import hmac
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,9 +45,9 @@ from common.msg_agent import (
     KernelStats,
     RestartKernel,
 )
-from manager import linkkeys
+from manager import linkkeys, secretbox
 from manager.api.app import build_app
-from manager.api.keys import DB, REGISTRY
+from manager.api.keys import DB, KEYPAIRS, REGISTRY
 from manager.config import ManagerConfig
 from manager.db.engine import make_engine
 from manager.db.migrate import upgrade_head
@@ -100,6 +104,11 @@ class FakeAgent:
                        for n in (images or [IMAGE])]
         self.slots = {"cpu": cpu, "mem": mem}
         self.kernels: set[str] = set()
+        self.creating: dict[str, asyncio.Event] = {}  # kernel id → set when cancelled
+        self.hold_create: asyncio.Event | None = None  # creates wait for it when set
+        self.hold_execute: asyncio.Event | None = None  # executes wait for it when set
+        self.hold_destroy: asyncio.Event | None = None  # destroys wait for it when set
+        self.occupied: dict[str, str] = {}
         self.fail_create: str | None = None
         self.created: list[CreateKernel] = []
         self.destroyed: list[str] = []
@@ -117,35 +126,63 @@ class FakeAgent:
     async def join(self, token: str | None = None) -> Message:
         return await self.link.request(Join(
             agent_id=self.agent_id, token=token or self.token, region="test", version="0",
-            available_slots=self.slots, images=self.images, kernels=sorted(self.kernels)), 10)
+            available_slots=self.slots, images=self.images, kernels=sorted(self.kernels),
+            creating=sorted(self.creating)), 10)
 
     def stop_heartbeats(self) -> None:
         if self._beat is not None:
             self._beat.cancel()
 
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(agent_id=self.agent_id, available_slots=self.slots,
+                         occupied_slots=self.occupied, kernels=sorted(self.kernels),
+                         creating=sorted(self.creating))
+
     async def _beat_loop(self, period: float) -> None:
         while True:
-            await self.link.send(Heartbeat(agent_id=self.agent_id, available_slots=self.slots,
-                                           occupied_slots={}, kernels=sorted(self.kernels)))
+            await self.link.send(self.heartbeat())
             await asyncio.sleep(period)
+
+    async def _create(self, msg: CreateKernel) -> Message:
+        """Like the real agent: a held create is listed as creating, and a destroy
+        while it is held cancels it."""
+        self.created.append(msg)
+        if self.hold_create is not None:
+            cancelled = self.creating[msg.kernel_id] = asyncio.Event()
+            hold = asyncio.ensure_future(self.hold_create.wait())
+            cancel = asyncio.ensure_future(cancelled.wait())
+            await asyncio.wait([hold, cancel], return_when=asyncio.FIRST_COMPLETED)
+            hold.cancel()
+            cancel.cancel()
+            del self.creating[msg.kernel_id]
+            if cancelled.is_set():
+                return ErrorReply(error_type="kernel-creation-cancelled", detail=msg.kernel_id)
+        if self.fail_create:
+            return ErrorReply(error_type="kernel-creation-failed", detail=self.fail_create)
+        self.kernels.add(msg.kernel_id)
+        return KernelCreated(kernel_id=msg.kernel_id, container_id="c-" + msg.kernel_id,
+                             slots=msg.slots, features=["query"])
 
     async def handle(self, msg: Message) -> Message | None:
         match msg:
             case CreateKernel():
-                self.created.append(msg)
-                if self.fail_create:
-                    return ErrorReply(error_type="kernel-creation-failed",
-                                      detail=self.fail_create)
-                self.kernels.add(msg.kernel_id)
-                return KernelCreated(kernel_id=msg.kernel_id, container_id="c-" + msg.kernel_id,
-                                     slots=msg.slots, features=["query"])
+                return await self._create(msg)
             case Execute():
+                if self.hold_execute is not None:
+                    await self.hold_execute.wait()
                 if msg.kernel_id not in self.kernels:
                     return ErrorReply(error_type="kernel-not-found", detail=msg.kernel_id)
                 return ExecuteResult(run_id=msg.run_id, status="finished",
                                      console=[["stdout", f"ran {msg.code}\n"]], exit_code=0)
             case DestroyKernel():
+                if self.hold_destroy is not None:
+                    await self.hold_destroy.wait()
                 self.destroyed.append(msg.kernel_id)
+                if msg.kernel_id in self.creating:
+                    self.creating[msg.kernel_id].set()
+                    return KernelDestroyed(kernel_id=msg.kernel_id, stats={})
+                if msg.kernel_id not in self.kernels:
+                    return ErrorReply(error_type="kernel-not-found", detail=msg.kernel_id)
                 self.kernels.discard(msg.kernel_id)
                 return KernelDestroyed(kernel_id=msg.kernel_id, stats=STATS)
             case GetKernelStats():
@@ -181,7 +218,8 @@ class Harness:
         return self.app[DB]
 
     async def keypair(self, access_key: str | None = None, **kw: Any) -> tuple[str, str]:
-        info = await create_keypair(self.engine, user_id=kw.pop("user_id", "u"),
+        info = await create_keypair(self.engine, box=self.app[KEYPAIRS].box,
+                                    user_id=kw.pop("user_id", "u"),
                                     access_key=access_key or "AKIA" + secrets.token_hex(8).upper(),
                                     secret_key=secrets.token_urlsafe(20), **kw)
         return info.access_key, info.secret_key
@@ -243,17 +281,31 @@ async def _truncate(url: str) -> None:
         await conn.close()
 
 
+@functools.cache
+def session_secrets_key() -> Path:
+    """One secrets key for the whole test process: the test database outlives a test,
+    and a manager refuses to start on rows sealed with another key."""
+    directory = Path(tempfile.mkdtemp(prefix="kraken-test-keys-"))
+    atexit.register(shutil.rmtree, directory, True)
+    return secretbox.generate(directory / "secretbox.key")
+
+
 def make_manager_config(db_url: str, tmp_path: Path, **extra: Any) -> ManagerConfig:
     """A test manager config: fresh link keys, fast heartbeats, short timeouts."""
     linkkeys.generate(tmp_path / "keys")
+    box_key = session_secrets_key()
     return ManagerConfig.model_validate({
         "db": {"url": db_url}, "redis": {"url": REDIS_URL},
+        "secrets": {"key_file": str(box_key)},
+        # the suite signs in from 127.0.0.1 many times; throttling has its own tests
+        "console": {"max_failures_per_ip": 10_000},
         "link": {"bind": "tcp://127.0.0.1:*", "join_token": "join-" + secrets.token_hex(8),
                  "secret_key_file": str(tmp_path / "keys" / linkkeys.SECRET_NAME),
                  "public_key_file": str(tmp_path / "keys" / linkkeys.PUBLIC_NAME),
                  "heartbeat_interval": 0.3, "heartbeat_timeout": 60.0,
                  "create_timeout": 5.0, "request_timeout": 5.0},
         "exec": {"timeout": 5.0},
+        "reconcile": {"settle": 0.5},
         **extra,
     })
 
@@ -263,14 +315,17 @@ def mgr_config(mgr_db_url: str, tmp_path: Path) -> ManagerConfig:
     return make_manager_config(mgr_db_url, tmp_path)
 
 
-@pytest.fixture
-async def harness(mgr_config: ManagerConfig) -> AsyncIterator[Harness]:
-    await _truncate(mgr_config.db.url)
-    keys = linkkeys.load(mgr_config.link)
+@contextlib.asynccontextmanager
+async def open_harness(config: ManagerConfig, truncate: bool = True
+                       ) -> AsyncIterator[Harness]:
+    """A running app for ``config`` (its database emptied first) with a keypair."""
+    if truncate:
+        await _truncate(config.db.url)
+    keys = linkkeys.load(config.link)
     assert keys[0] is not None and keys[1] is not None
-    app = build_app(mgr_config)
+    app = build_app(config)
     async with TestClient(TestServer(app)) as client:
-        h = Harness(client, (keys[0], keys[1]), mgr_config.link.read_join_token())
+        h = Harness(client, (keys[0], keys[1]), config.link.read_join_token())
         h.access_key, h.secret_key = await h.keypair()
         try:
             yield h
@@ -278,3 +333,55 @@ async def harness(mgr_config: ManagerConfig) -> AsyncIterator[Harness]:
             for fake in h.agents:
                 with contextlib.suppress(Exception):
                     await fake.close()
+
+
+@pytest.fixture
+async def harness(mgr_config: ManagerConfig) -> AsyncIterator[Harness]:
+    async with open_harness(mgr_config) as h:
+        yield h
+
+
+async def wait_for(check: Any, timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy, or fail."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = check()
+        if asyncio.iscoroutine(got):
+            got = await got
+        if got:
+            return got
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def fast_liveness(app: Any, timeout: float = 0.5, grace: float = 300.0) -> Any:
+    """Make the app's registry judge liveness fast (heartbeat timeout, lost grace)."""
+    registry = app[REGISTRY]
+    registry.config = registry.config.model_copy(update={"heartbeat_timeout": timeout})
+    registry.reconcile_config = registry.reconcile_config.model_copy(
+        update={"lost_grace": grace})
+    registry.db.since -= timeout  # as if the database had been up for a while
+    return registry
+
+
+async def lose(app: Any, fake: FakeAgent, grace: float = 300.0) -> None:
+    """Silence ``fake`` until the app's registry marks it LOST."""
+    fake.stop_heartbeats()
+    registry = fast_liveness(app, grace=grace)
+    await wait_for(lambda: not registry.hears(fake.agent_id), what="silence")
+    await wait_for(lambda: _agent_status(app, fake.agent_id, registry), what="LOST")
+    if grace < 5:
+        await asyncio.sleep(grace + 0.05)
+        await registry.check_liveness()  # past the grace: its sessions → ERROR
+
+
+async def _agent_status(app: Any, agent_id: str, registry: Any) -> bool:
+    await registry.check_liveness()
+    async with app[DB].connect() as conn:
+        from sqlalchemy import select
+
+        from manager.db.tables import agents
+        status = (await conn.execute(select(agents.c.status).where(
+            agents.c.id == agent_id))).scalar_one()
+    return bool(status == "LOST")

@@ -4,9 +4,18 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from manager.cli import main
+
+
+@pytest.fixture(autouse=True)
+def secrets_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "secretbox.key"
+    assert CliRunner().invoke(main, ["gen-secrets-key", str(path)]).exit_code == 0
+    monkeypatch.setenv("KRAKEN_MANAGER__SECRETS__KEY_FILE", str(path))
+    return path
 
 
 def _run(db_url: str, *args: str) -> tuple[int, str]:

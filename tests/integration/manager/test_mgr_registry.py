@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from common.msg_agent import ErrorReply, Heartbeat, KernelTerminated
 from manager.api.keys import REGISTRY
 from manager.db.tables import agents
+from tests.integration.manager.conftest import lose, wait_for
 
 
 async def _agent_row(harness: Any, agent_id: str) -> Any:
@@ -26,21 +27,37 @@ async def test_bad_join_token_is_refused(harness: Any, caplog: Any) -> None:
 
 
 async def test_heartbeat_timeout_marks_agent_lost(harness: Any) -> None:
+    """Silent → LOST, but its sessions wait (503 agent-unavailable) for the grace;
+    a heartbeat brings it back with its sessions intact."""
     agent = await harness.agent()
     assert (await harness.create("doomed"))[0] == 201
-    agent.stop_heartbeats()
+    await lose(harness.app, agent)
     registry = harness.app[REGISTRY]
-    registry.config = registry.config.model_copy(update={"heartbeat_timeout": 0.5})
-    await asyncio.sleep(1.0)
-    await registry.check_liveness()  # the periodic task may have been first
-    assert (await _agent_row(harness, "agent-1")).status == "LOST"
     (row,) = await harness.sessions()
-    assert row.status == "ERROR" and row.status_info == "agent-lost"
+    assert row.status == "RUNNING"
+    status, body = await harness.call("POST", "/kernel/doomed", {"code": "1"})
+    assert status == 503 and body["type"].endswith("agent-unavailable"), body
     assert await registry.check_liveness() == []  # idempotent
-    await agent.link.send(Heartbeat(agent_id="agent-1", available_slots=agent.slots,
-                                    occupied_slots={}, kernels=[]))
-    await asyncio.sleep(0.3)
-    assert (await _agent_row(harness, "agent-1")).status == "ALIVE"
+    await agent.link.send(agent.heartbeat())
+    await wait_for(lambda: registry.hears("agent-1"))
+    await wait_for(lambda: _is_alive(harness), what="ALIVE")
+    status, body = await harness.call("POST", "/kernel/doomed", {"code": "1"})
+    assert status == 200, body
+
+
+async def _is_alive(harness: Any) -> bool:
+    return bool((await _agent_row(harness, "agent-1")).status == "ALIVE")
+
+
+async def test_lost_past_grace_errors_sessions_and_return_destroys(harness: Any) -> None:
+    agent = await harness.agent()
+    assert (await harness.create("doomed"))[0] == 201
+    await lose(harness.app, agent, grace=0.01)
+    (row,) = await harness.sessions()
+    assert (row.status, row.status_info) == ("ERROR", "agent-lost")
+    await agent.link.send(agent.heartbeat())  # it comes back after the grace
+    await wait_for(lambda: str(row.id) in agent.destroyed, what="destroy of the leftover")
+    assert agent.kernels == set()
 
 
 async def test_rejoin_reconciles_vanished_containers(harness: Any) -> None:
@@ -49,6 +66,7 @@ async def test_rejoin_reconciles_vanished_containers(harness: Any) -> None:
     assert (await harness.create("lost"))[0] == 201
     rows = {r.session_name: r for r in await harness.sessions()}
     agent.kernels = {str(rows["kept"].id)}
+    await asyncio.sleep(0.6)  # past reconcile.settle: no create reply can be on its way
     reply = await agent.join()
     assert reply.keep_kernels == [str(rows["kept"].id)]
     rows = {r.session_name: r for r in await harness.sessions()}

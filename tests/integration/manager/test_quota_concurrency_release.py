@@ -8,8 +8,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from common.msg_agent import KernelTerminated
-from manager.api.keys import CONFIG, REGISTRY
-from manager.db.tables import agents, kernels
+from manager.api.keys import CONFIG
+from manager.db.tables import kernels
+from tests.integration.manager.conftest import lose
 
 
 async def _live(harness: Any) -> int:
@@ -80,11 +81,7 @@ async def test_agent_lost_releases_its_sessions(harness: Any) -> None:
     fake = await harness.agent(cpu="64", mem=str(64 << 30))
     for i in range(5):
         assert (await harness.create(f"lost-{i}"))[0] == 201
-    fake.stop_heartbeats()
-    async with harness.engine.begin() as conn:
-        await conn.execute(sa.update(agents).values(
-            last_heartbeat=sa.func.now() - sa.text("interval '1 hour'")))
-    await harness.app[REGISTRY].check_liveness()
+    await lose(harness.app, fake, grace=0.01)
     async with harness.engine.connect() as conn:
         reasons = (await conn.execute(sa.select(kernels.c.status_info))).scalars().all()
     assert reasons == ["agent-lost"] * 5

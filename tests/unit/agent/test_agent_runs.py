@@ -5,8 +5,9 @@ import asyncio
 
 import pytest
 
-from agent.runs import MAX_STREAM_CHARS, KernelRuns, shape_console
+from agent.runs import KEEP_FINISHED, KernelRuns, OutputLimits
 from common.errors import InvalidAPIParameters
+from common.limits import MAX_STREAM_CHARS
 from common.msg_agent import Execute
 from common.msg_runner import (
     ConsoleOutput,
@@ -38,9 +39,10 @@ class FakeRunner:
         self.interrupts += 1
 
 
-def make(timeout: float = 0.0) -> tuple[FakeRunner, KernelRuns]:
+def make(timeout: float = 0.0,
+         limits: OutputLimits | None = None) -> tuple[FakeRunner, KernelRuns]:
     fake = FakeRunner()
-    fake.runs = KernelRuns(fake.send, fake.interrupt, timeout)
+    fake.runs = KernelRuns(fake.send, fake.interrupt, timeout, limits)
     return fake, fake.runs
 
 
@@ -178,13 +180,102 @@ async def test_container_death_finishes_runs_with_minus_one() -> None:
         assert "container exited" in res.console[-1][1]
 
 
-def test_console_is_truncated_per_stream_with_a_note() -> None:
+async def test_console_is_truncated_per_stream_per_call_with_a_note() -> None:
+    fake, runs = make()
     big = "x" * (MAX_STREAM_CHARS - 10)
-    items = [["stdout", big], ["stderr", "e" * 100], ["stdout", "y" * 50],
-             ["media", ["text/plain", "m"]]]
-    out = shape_console(items)
-    stdout = "".join(d for k, d in out if k == "stdout")
+    fake.script["r1:run-query"] = [
+        ConsoleOutput(run_id="r1", items=[["stdout", big], ["stderr", "e" * 100],
+                                          ["stdout", "y" * 50], ["media", ["text/plain", "m"]]]),
+        RunFinished(run_id="r1", phase="exec", exit_code=0)]
+    res = await runs.execute(ex("r1"))
+    stdout = "".join(d for k, d in res.console if k == "stdout")
     assert len(stdout) == MAX_STREAM_CHARS
-    assert out[1] == ["stderr", "e" * 100]
-    assert ["media", ["text/plain", "m"]] in out
-    assert out[-1][0] == "stderr" and "40 characters of stdout dropped" in out[-1][1]
+    assert res.console[1] == ["stderr", "e" * 100]
+    assert ["media", ["text/plain", "m"]] in res.console
+    assert res.dropped == {"stdout": 40}
+    assert res.console[-1][0] == "stderr" and "40 bytes of stdout" in res.console[-1][1]
+
+
+async def test_an_unpolled_flood_is_held_within_the_run_budget() -> None:
+    fake, runs = make(limits=OutputLimits(run_bytes=1000, kernel_bytes=5000))
+    await runs.execute(ex("r1", flush=0.0))
+    html = "<p>" + "h" * 297  # 300 bytes
+    for _ in range(30):
+        runs.on_runner_message(ConsoleOutput(run_id="r1", items=[["html", html]]))
+    for _ in range(30):
+        runs.on_runner_message(ConsoleOutput(run_id="r1", items=[["stdout", "s" * 100]]))
+    assert runs.held_bytes == 1000
+    res = await runs.execute(ex("r1", mode="continue", flush=0.0))
+    assert [k for k, _ in res.console] == ["html"] * 3 + ["stdout", "stderr"]
+    assert res.dropped == {"html": 27 * 300, "stdout": 29 * 100}
+    assert runs.held_bytes == 0  # the window was handed out
+    runs.on_runner_message(ConsoleOutput(run_id="r1", items=[["html", html]]))
+    res = await runs.execute(ex("r1", mode="continue", flush=0.0))
+    assert res.console == [["html", html]] and res.dropped == {}
+
+
+async def test_runs_of_one_kernel_share_the_kernel_budget() -> None:
+    _, runs = make(limits=OutputLimits(run_bytes=1000, kernel_bytes=1500))
+    await runs.execute(ex("r1", flush=0.0))
+    await runs.execute(ex("r2", flush=0.0))  # queued behind r1
+    runs.on_runner_message(ConsoleOutput(run_id="r1", items=[["stdout", "z" * 1000]]))
+    runs.on_runner_message(RunFinished(run_id="r1", phase="exec", exit_code=0))
+    await asyncio.sleep(0)  # r2 starts
+    assert runs.active_run_id == "r2"
+    runs.on_runner_message(ConsoleOutput(run_id="r2", items=[["stdout", "z" * 1000]]))
+    runs.on_runner_message(RunFinished(run_id="r2", phase="exec", exit_code=0))
+    assert runs.held_bytes == 1500
+    r1 = await runs.execute(ex("r1", mode="continue"))
+    r2 = await runs.execute(ex("r2", mode="continue"))
+    assert len(r1.console[0][1]) == 1000 and r1.dropped == {}
+    assert len(r2.console[0][1]) == 500 and r2.dropped == {"stdout": 500}
+    assert runs.held_bytes == 0 and runs.run_count == 0
+
+
+async def test_malformed_items_and_runner_drops_are_reported() -> None:
+    fake, runs = make()
+    fake.script["r1:run-query"] = [
+        ConsoleOutput(run_id="r1", items=[["stdout", "ok"], "junk", [1, 2, 3], ["html"]],
+                      dropped={"stdout": 5, "html": 7, "bad": "x"}),  # type: ignore[dict-item]
+        ConsoleOutput(run_id="r1", items="not a list"),  # type: ignore[arg-type]
+        RunFinished(run_id="r1", phase="exec", exit_code=0)]
+    res = await runs.execute(ex("r1"))
+    assert res.console[0] == ["stdout", "ok"]
+    assert res.dropped["stdout"] == 5 and res.dropped["html"] == 7
+    assert res.dropped["invalid"] > 0 and "bad" not in res.dropped
+
+
+async def test_closing_frees_every_run() -> None:
+    fake, runs = make()
+    for i in range(5):
+        await runs.execute(ex(f"r{i}", flush=0.0))
+    runs.on_runner_message(ConsoleOutput(run_id="r0", items=[["stdout", "x" * 10_000]]))
+    assert runs.run_count == 5 and runs.held_bytes == 10_000
+    runs.fail_all("the kernel was destroyed")
+    await runs.close()
+    assert runs.run_count == 0 and runs.held_bytes == 0 and runs.active_run_id is None
+
+
+async def test_evicted_unread_results_release_their_bytes() -> None:
+    fake, runs = make()
+    for i in range(KEEP_FINISHED + 4):
+        rid = f"r{i}"
+        fake.script[f"{rid}:run-query"] = [
+            ConsoleOutput(run_id=rid, items=[["stdout", "x" * 100]]),
+            RunFinished(run_id=rid, phase="exec", exit_code=0)]
+        await runs.execute(ex(rid, flush=0.0))
+    assert runs.run_count <= KEEP_FINISHED + 1
+    assert runs.held_bytes == 100 * runs.run_count
+
+
+def test_output_limits_come_from_the_agent_config() -> None:
+    from agent.config import AgentConfig
+
+    base = {"manager": {"endpoints": ["tcp://m:1"], "join_token": "t"}}
+    cfg = AgentConfig.model_validate(base)
+    assert (cfg.runs.max_output, cfg.runs.max_kernel_output) == (8 << 20, 32 << 20)
+    cfg = AgentConfig.model_validate({**base, "runs": {"max_output": "1m",
+                                                       "max_kernel_output": 4096}})
+    assert (cfg.runs.max_output, cfg.runs.max_kernel_output) == (1 << 20, 4096)
+    with pytest.raises(ValueError):
+        AgentConfig.model_validate({**base, "runs": {"max_output": "0"}})

@@ -13,6 +13,7 @@ from agent.spec import SpecContext, build_container_config, granted_slots
 from common.config import ConfigError
 from common.errors import InvalidAPIParameters, NoAgentAvailable
 from common.msg_agent import CreateKernel
+from jail.policy import KERNEL_GID, KERNEL_UID
 
 KID = "5b0b8e4e-8c0a-4a4c-9d0e-0c6d7d5d3a11"
 LABELS = {"ai.backend.maxcores": "2", "ai.backend.maxmem": "1g",
@@ -52,7 +53,7 @@ def test_container_config_limits_labels_env_and_mounts() -> None:
     assert "DeviceRequests" not in hc
     assert hc["Mounts"][0] == {"Type": "bind", "Source": "/s/" + KID, "Target": "/home/work"}
     assert "/tmp" in hc["Tmpfs"] and hc["ReadonlyRootfs"] is True
-    assert cfg["User"] == "work"
+    assert cfg["User"] == f"{KERNEL_UID}:{KERNEL_GID}"  # numeric: not the image's user
     labels = cfg["Labels"]
     assert labels["ai.backend.kernel-id"] == KID
     assert labels["ai.backend.session-name"] == "sess"

@@ -48,3 +48,11 @@ def test_join_token_from_file(tmp_path: Path) -> None:
     assert LinkConfig(join_token_file=token_file).read_join_token() == "tok-123"
     with pytest.raises(ValueError):
         LinkConfig().read_join_token()
+
+
+def test_the_response_cap_is_a_size() -> None:
+    assert ManagerConfig().exec.max_response == 16 << 20
+    assert ManagerConfig.model_validate({"exec": {"max_response": "2m"}}).exec.max_response == 2 << 20
+    for bad in ("0", "lots", True):
+        with pytest.raises(ValueError):
+            ManagerConfig.model_validate({"exec": {"max_response": bad}})
