@@ -1,4 +1,4 @@
-"""Manager ↔ agent messages (the agent link), version 1.
+"""Manager ↔ agent messages (the agent link), version 2 (v2 adds the stream messages below).
 
 The agent dials out: its DEALER socket connects to each manager replica's ROUTER
 socket over CurveZMQ (the manager's public key is in the agent's config). Until an
@@ -17,7 +17,7 @@ from typing import Any
 
 from common.codec import Message, Protocol
 
-AGENT_PROTOCOL = Protocol("agent", version=1)
+AGENT_PROTOCOL = Protocol("agent", version=2)
 
 # ---- agent → manager ------------------------------------------------------------
 
@@ -273,3 +273,74 @@ class StreamResize(Message):
 class StreamClose(Message):
     stream_id: str
     reason: str = ""
+
+
+# ---- streams, agent link v2 (web terminals, streamed execute, service proxies) ---------
+# A stream is started by one manager replica with ``stream-start`` and belongs to that
+# agent connection: everything of the stream flows on it, and the agent ends the stream
+# (not the terminal behind it) when that connection drops. ``stream-data`` and
+# ``stream-close`` above carry its bytes and its end. Flow control is credit based:
+# each side may have at most ``common.streams.WINDOW_BYTES`` unacknowledged bytes
+# in flight (``common.streams.cost``), and returns credit with ``stream-credit`` once
+# it has passed data on (to the WebSocket, the runner, the TCP socket).
+
+
+@AGENT_PROTOCOL.message("stream-start")
+class StreamStart(Message):
+    """manager → agent request. Reply: StreamStarted or ErrorReply.
+
+    ``kind`` and ``params``:
+    - ``"pty"``: ``{"term": str, "rows": int, "cols": int}``. Attaches to the kernel's
+      terminal named ``term`` (created on first attach, kept when streams detach); the
+      recent scrollback is sent first as ``stream-data``.
+    - ``"execute"``: ``{"mode": "query"|"batch", "code": str, "options": dict|None,
+      "run_id": str}`` starts a run; ``{"run_id": str, "after_seq": int}`` resumes the
+      stream of a run from the message after ``after_seq``. The agent sends
+      ``stream-event`` messages.
+    - ``"proxy"``: ``{"service": str, "protocol": "http"|"tcp"}``: the agent starts the
+      service if needed and connects to its port inside the session.
+    """
+
+    stream_id: str
+    kernel_id: str
+    kind: str
+    params: dict[str, Any]
+
+
+@AGENT_PROTOCOL.message("stream-started")
+class StreamStarted(Message):
+    """Reply to ``stream-start``. ``info``: pty ``{"term"}``, execute ``{"run_id",
+    "resumed": bool}``, proxy ``{"service", "port", "protocol"}``."""
+
+    stream_id: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@AGENT_PROTOCOL.message("stream-event")
+class StreamEvent(Message):
+    """agent → manager, one-way: one message of an execute stream, numbered from 1 per
+    run. ``body`` is an Execution Result Object (seed 004 §2.9.6: ``status``, ``console``,
+    ``exitCode``, ``options``, ``files``); the last one has a final status."""
+
+    stream_id: str
+    seq: int
+    body: dict[str, Any]
+
+
+@AGENT_PROTOCOL.message("stream-control")
+class StreamControl(Message):
+    """manager → agent, one-way: a client message that is not bytes. ``body``:
+    pty ``{"type": "ping"}`` / ``{"type": "restart"}`` (a fresh shell);
+    execute ``{"type": "input", "text": str}`` (answer to waiting-input)."""
+
+    stream_id: str
+    body: dict[str, Any]
+
+
+@AGENT_PROTOCOL.message("stream-credit")
+class StreamCredit(Message):
+    """Either direction, one-way: the sender of this message has passed ``amount`` more
+    bytes of the stream on; its peer may send that much more."""
+
+    stream_id: str
+    amount: int
