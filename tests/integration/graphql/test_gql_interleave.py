@@ -34,14 +34,14 @@ async def _seed(h: Harness, keypairs: int, sessions: int) -> None:
 
 async def _probe(h: Harness, stop: asyncio.Event) -> list[float]:
     """Another user's small signed request, again and again (counted against that
-    keypair, not the machine-wide per-IP bucket of the shared Redis)."""
-    latencies = []
+    keypair, not the machine-wide per-IP bucket of the shared Redis); returns the
+    moments each answer arrived."""
+    answered = []
     while not stop.is_set():
-        started = time.perf_counter()
         status, _ = await h.call("GET", "/kernel/no-such-session")
         assert status == 404
-        latencies.append(time.perf_counter() - started)
-    return latencies
+        answered.append(time.perf_counter())
+    return answered
 
 
 async def _ticker(stop: asyncio.Event) -> float:
@@ -68,9 +68,12 @@ async def test_gql_heavy_allowed_query_lets_others_run(harness: Harness) -> None
     status, body = await gql(h, HEAVY, keys=admin)
     heavy = time.perf_counter() - started
     stop.set()
-    latencies, block = await probe, await ticker
+    answered, block = await probe, await ticker
     assert status == 200 and sum(len(k["compute_sessions"]) for k in body["keypairs"]) == 2500
-    print(f"heavy query {heavy * 1000:.0f} ms; probe: {len(latencies)} requests, "
-          f"max {max(latencies) * 1000:.0f} ms; longest event-loop block "
-          f"{block * 1000:.0f} ms")
-    assert max(latencies) < heavy / 2
+    during = [t for t in answered if started < t < started + heavy]
+    print(f"heavy query {heavy * 1000:.0f} ms; {len(during)} other requests answered "
+          f"meanwhile; longest event-loop block {block * 1000:.0f} ms")
+    # Compared with the query's own duration in the same run (the machine may be
+    # loaded): one blocking completion would hold the loop for most of it.
+    assert len(during) >= 3
+    assert block < heavy / 2

@@ -72,7 +72,7 @@ async def test_an_agent_heard_by_one_replica_is_alive(pair: tuple[Harness, Harne
     started = time.monotonic()
     status, body = await a.call("POST", "/kernel/kept", {"code": "1"})
     assert status == 503 and body["type"].endswith("agent-unavailable"), body
-    assert time.monotonic() - started < 1.0  # fails fast, no 5 s wait
+    assert time.monotonic() - started < 3.0  # fails fast, not the 5 s execute timeout
     for _ in range(5):
         assert await registry_a.check_liveness() == []
         await asyncio.sleep(0.3)
