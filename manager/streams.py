@@ -242,7 +242,8 @@ class StreamHub:
                 queue.put_nowait(None)
 
     def watch(self, kernel_id: str) -> asyncio.Queue[dict[str, Any] | None]:
-        """A queue of the session's events (None: dropped for not keeping up)."""
+        """A queue of the session's events (None: no more; the client should reconnect:
+        it did not keep up, or this replica is shutting down)."""
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(WATCH_QUEUE)
         self._watchers.setdefault(kernel_id, set()).add(queue)
         return queue
@@ -260,6 +261,14 @@ class StreamHub:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        """Shutdown: every stream ends with a reason, every events socket is told to
+        reconnect (to another replica)."""
+        for kernel_id, queues in list(self._watchers.items()):
+            for queue in list(queues):
+                self.unwatch(kernel_id, queue)
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(None)
         for relay in list(self._relays.values()):
             await relay.close("the manager is shutting down")
         if self._tasks:

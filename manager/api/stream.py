@@ -70,8 +70,9 @@ async def pty(request: web.Request) -> web.WebSocketResponse:
         raise
 
     async def send(item: bytes | Event) -> bool:
-        data = base64.b64encode(item if isinstance(item, bytes) else b"").decode()
-        await ws.send_str(orjson.dumps({"type": "out", "data": data}).decode())
+        if isinstance(item, bytes):  # a terminal stream carries bytes only
+            data = base64.b64encode(item).decode()
+            await ws.send_str(orjson.dumps({"type": "out", "data": data}).decode())
         return True
 
     async def on_frame(msg: WSMessage) -> bool:
@@ -135,7 +136,8 @@ async def _proxy(request: web.Request, protocol: str) -> web.WebSocketResponse:
         raise
 
     async def send(item: bytes | Event) -> bool:
-        await ws.send_bytes(item if isinstance(item, bytes) else b"")
+        if isinstance(item, bytes):  # a proxy stream carries bytes only
+            await ws.send_bytes(item)
         return True
 
     async def on_end(reason: str) -> None:

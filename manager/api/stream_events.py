@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from common.status import FINAL_STATUSES, SessionStatus
 from manager.api.keys import DB, STREAMS
@@ -75,7 +75,7 @@ async def _send_all(ws: web.WebSocketResponse, queue: asyncio.Queue[dict[str, An
     while not ws.closed:
         event = await queue.get()
         if event is None:
-            await close(ws, 1013, "event stream overflow; reconnect")
+            await close(ws, WSCloseCode.TRY_AGAIN_LATER, "events stopped here; reconnect")
             return
         at = _at(event)
         if last is not None and at is not None and at <= last:

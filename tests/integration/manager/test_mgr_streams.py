@@ -327,6 +327,16 @@ async def test_an_agent_cannot_inject_into_another_agents_stream(harness: Harnes
     await ws.close()
 
 
+async def test_an_agent_past_its_credit_window_is_cut_off(harness: Harness) -> None:
+    h = harness
+    fake = await _running(h)
+    ws = await _ws(h, "/stream/kernel/sess-1/tcpproxy?service=ssh")
+    stream = await fake.next_stream()
+    await fake.link.send(StreamData(stream_id=stream.stream_id, data=b"x" * (WINDOW_BYTES + 1)))
+    await _closed(ws, 1011)  # nothing of it was relayed to the client
+    assert isinstance(await stream.next(), StreamClose)
+
+
 async def test_agent_connection_lost_closes_the_stream_with_a_reason(
         harness: Harness) -> None:
     h = harness
