@@ -34,6 +34,7 @@ from common.msg_agent import (
 )
 from common.streams import WINDOW_BYTES, cost
 from manager.registry import AgentRegistry
+from manager.replica import public_info
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class StreamHub:
         registry.on_peer_dropped(self.peer_dropped)
 
     def __len__(self) -> int:
+        """How many streams this replica relays now."""
         return len(self._relays)
 
     async def start(self, agent_id: str, kernel_id: str, kind: str,
@@ -221,6 +223,7 @@ class StreamHub:
 
     def kernel_left_running(self, kernel_id: str, status: str, reason: str | None) -> None:
         """The session left RUNNING (seen on any replica): end its streams."""
+        reason = public_info(reason)
         why = f"the session is {status}" + (f" ({reason})" if reason else "")
         for relay in [r for r in self._relays.values() if r.kernel_id == kernel_id]:
             self.spawn(relay.close(why))

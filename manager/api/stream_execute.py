@@ -37,6 +37,7 @@ from manager.streams import Event, Relay
 FIRST_FRAME_TIMEOUT = 30.0
 STREAM_MODES = ("query", "batch")
 MAX_RUN_ID = 128
+MAX_SEQ_DIGITS = 15
 
 
 def _resume_params(request: web.Request) -> dict[str, Any] | None:
@@ -48,7 +49,7 @@ def _resume_params(request: web.Request) -> dict[str, Any] | None:
     after = request.query.get("after", "0")
     if not run_id or len(run_id) > MAX_RUN_ID:
         raise InvalidAPIParameters(f"'runId' must be 1-{MAX_RUN_ID} characters")
-    if not after.isdigit():
+    if not after.isdigit() or len(after) > MAX_SEQ_DIGITS:
         raise InvalidAPIParameters("'after' must be a sequence number (0 or more)")
     return {"run_id": run_id, "after_seq": int(after)}
 

@@ -24,10 +24,10 @@ from common.msg_agent import (
 )
 from common.streams import DEFAULT_TERM, WINDOW_BYTES
 from manager.api import stream_ws
-from manager.api.keys import EVENTS
+from manager.api.keys import EVENTS, STREAMS
 from manager.db.tables import keypair_policies
 from manager.events import EVENTS_CHANNEL
-from tests.integration.manager.conftest import FakeAgent, Harness
+from tests.integration.manager.conftest import FakeAgent, Harness, wait_for
 
 Keys = tuple[str, str]
 
@@ -105,6 +105,7 @@ async def test_pty_round_trip_and_commands(harness: Harness) -> None:
     await ws.close()
     got = await stream.next()
     assert isinstance(got, StreamClose)  # the agent hears the client left
+    await wait_for(lambda: len(h.app[STREAMS]) == 0, what="the relay to go")
 
 
 async def test_pty_named_terminal_under_the_version_prefix(harness: Harness) -> None:
@@ -220,6 +221,22 @@ async def test_events_history_then_another_replicas_events(harness: Harness) -> 
     await _closed(ws, 1000)
 
 
+async def test_a_session_ended_on_another_replica_closes_local_streams(
+        harness: Harness) -> None:
+    h = harness
+    fake = await _running(h)
+    (row,) = await h.sessions()
+    ws = await _ws(h, "/stream/kernel/sess-1/pty")
+    stream = await fake.next_stream()
+    event = {"event": "kernel-status", "kernelId": str(row.id), "sessionName": "sess-1",
+             "accessKey": h.access_key, "from": "RUNNING", "to": "ERROR",
+             "reason": "agent-lost|owner:7", "at": "2999-01-01T00:00:00+00:00"}
+    await h.app[EVENTS].client.publish(EVENTS_CHANNEL, orjson.dumps(event))
+    assert await _frame(ws) == {"type": "error", "data": "the session is ERROR (agent-lost)"}
+    await _closed(ws, 1000)
+    assert isinstance(await stream.next(), StreamClose)
+
+
 # ---- service proxies -----------------------------------------------------------------
 
 
@@ -263,7 +280,8 @@ async def test_refusals_before_upgrade(harness: Harness) -> None:
     assert status == 404 and body["type"].endswith("kernel-not-found")
     for path in ("/stream/kernel/sess-1/pty?service=../x", "/stream/kernel/sess-1/pty?rows=0",
                  "/stream/kernel/sess-1/httpproxy", "/stream/kernel/sess-1/execute?after=1",
-                 "/stream/kernel/sess-1/execute?runId=r&after=-1"):
+                 "/stream/kernel/sess-1/execute?runId=r&after=-1",
+                 "/stream/kernel/sess-1/execute?runId=r&after=" + "9" * 40):
         status, body = await _refused(h, path)
         assert status == 400 and body["type"].endswith("invalid-api-params"), (path, body)
     status, body = await _refused(h, "/stream/kernel/sess-1/pty", headers={})
@@ -351,6 +369,7 @@ async def test_agent_connection_lost_closes_the_stream_with_a_reason(
     frame = await _frame(ws)
     assert frame["type"] == "error" and "connection" in frame["data"], frame
     await _closed(ws)
+    assert len(h.app[STREAMS]) == 0
 
 
 async def test_session_destroy_closes_its_streams(harness: Harness) -> None:
@@ -365,10 +384,11 @@ async def test_session_destroy_closes_its_streams(harness: Harness) -> None:
     for ws in (pty, ex):
         frame = await _frame(ws)
         assert frame["type"] == "error" and "TERMINATING" in frame["data"], frame
-        assert "user-requested" in frame["data"]
+        assert "user-requested" in frame["data"] and "owner" not in frame["data"]
         await _closed(ws, 1000)
     for stream in (pty_stream, ex_stream):
         assert isinstance(await stream.next(), StreamClose)
+    assert len(h.app[STREAMS]) == 0
 
 
 # ---- flow control and rate limits -----------------------------------------------------
