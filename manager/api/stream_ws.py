@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,8 @@ from manager.api.auth import caller
 from manager.api.keys import CONTROL, STREAMS
 from manager.api.ratelimit import limit_keypair
 from manager.streams import Closed, Event, Relay
+
+log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 1 << 20  # one client frame
 HEARTBEAT = 30.0  # WebSocket pings: a vanished client is noticed
@@ -90,6 +93,16 @@ async def downstream(ws: web.WebSocketResponse, relay: Relay, send: SendItem,
                      on_end: Callable[[str], Awaitable[None]]) -> None:
     """Agent → client: each item is sent (awaiting the socket's drain), then credited
     to the agent; the agent sends no more than one window ahead of the client."""
+    try:
+        await _pump(ws, relay, send, on_end)
+    except Exception:
+        log.exception("stream %s failed", relay.stream_id)
+        await relay.close("the manager failed on this stream")
+        await close(ws, WSCloseCode.INTERNAL_ERROR, "internal error")
+
+
+async def _pump(ws: web.WebSocketResponse, relay: Relay, send: SendItem,
+                on_end: Callable[[str], Awaitable[None]]) -> None:
     while True:
         item = await relay.next()
         if isinstance(item, Closed):
