@@ -61,6 +61,13 @@ class Closed:
 Item = bytes | Event | Closed
 
 
+def _well_formed(msg: StreamData | StreamEvent) -> bool:
+    if isinstance(msg, StreamData):
+        return isinstance(msg.data, (bytes, bytearray))
+    return isinstance(msg.body, dict) and isinstance(msg.seq, int) \
+        and not isinstance(msg.seq, bool)
+
+
 class Relay:
     """The manager's end of one stream."""
 
@@ -87,6 +94,9 @@ class Relay:
             self._ended(str(msg.reason or ""))
         elif isinstance(msg, (StreamData, StreamEvent)):
             payload = msg.data if isinstance(msg, StreamData) else msg.body
+            if not _well_formed(msg):
+                self.hub.spawn(self.close(f"the agent sent a malformed {msg.msg_type}"))
+                return
             self._unacked += cost(payload)
             if self._unacked > WINDOW_BYTES:
                 log.warning("agent %s overran the window of stream %s; closing it",

@@ -20,6 +20,7 @@ from common.msg_agent import (
     StreamControl,
     StreamCredit,
     StreamData,
+    StreamEvent,
     StreamResize,
 )
 from common.streams import DEFAULT_TERM, WINDOW_BYTES
@@ -353,6 +354,18 @@ async def test_an_agent_past_its_credit_window_is_cut_off(harness: Harness) -> N
     await fake.link.send(StreamData(stream_id=stream.stream_id, data=b"x" * (WINDOW_BYTES + 1)))
     await _closed(ws, 1011)  # nothing of it was relayed to the client
     assert isinstance(await stream.next(), StreamClose)
+
+
+async def test_a_malformed_event_from_the_agent_ends_the_stream(harness: Harness) -> None:
+    h = harness
+    fake = await _running(h)
+    ws = await _ws(h, "/stream/kernel/sess-1/execute?runId=r-1&after=0")
+    stream = await fake.next_stream()
+    await fake.link.send(StreamEvent(stream_id=stream.stream_id, seq=1,
+                                     body=["not", "an", "object"]))  # type: ignore[arg-type]
+    frame = await _frame(ws)
+    assert frame == {"type": "error", "data": "the agent sent a malformed stream-event"}
+    await _closed(ws, 1000)
 
 
 async def test_agent_connection_lost_closes_the_stream_with_a_reason(
