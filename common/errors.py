@@ -28,11 +28,13 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     │   ├── PathNotFound (404 path-not-found)
     │   │   └── VFolderPathNotFound (404 vfolder-path-not-found)
     │   ├── InvitationNotFound (404 vfolder-invitation-not-found)
+    │   ├── ServiceNotFound (404 service-not-found): no such service/terminal/run
     │   └── UnsupportedAPIVersion (404 unsupported-api-version)
     ├── MethodNotAllowed (405 method-not-allowed)
     ├── ResourceLimitExceeded (406 resource-limit-exceeded)
     │   └── VFolderLimitExceeded (406 vfolder-limit-exceeded)
     ├── SessionAlreadyExists (409 session-already-exists)
+    ├── KernelNotRunning (409 kernel-not-running): a stream to a session not RUNNING
     ├── QuotaExceeded (412 quota-exceeded)
     ├── PayloadTooLarge (413 payload-too-large)
     ├── RateLimitExceeded (429 too-many-requests)
@@ -159,6 +161,10 @@ class InvitationNotFound(NotFound):
     slug, title = "vfolder-invitation-not-found", "No such virtual folder invitation"
 
 
+class ServiceNotFound(NotFound):
+    slug, title = "service-not-found", "The session offers no such service"
+
+
 class UnsupportedAPIVersion(NotFound):
     slug, title = "unsupported-api-version", "Unsupported API major version"
 
@@ -177,6 +183,10 @@ class VFolderLimitExceeded(ResourceLimitExceeded):
 
 class SessionAlreadyExists(KrakenError):
     status, slug, title = 409, "session-already-exists", "A session with this token exists"
+
+
+class KernelNotRunning(KrakenError):
+    status, slug, title = 409, "kernel-not-running", "The session is not RUNNING"
 
 
 class QuotaExceeded(KrakenError):

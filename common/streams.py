@@ -17,6 +17,8 @@ PTY_PENDING_BYTES = 1 << 20  # terminal output held for one slow client before d
 PROXY_READ_BYTES = 64 << 10  # one read from a proxied socket, one stream-data
 EXECUTE_LOG_LINGER = 300.0  # seconds a finished run's stream stays resumable
 DEFAULT_TERM = "default"
+# an execute stream's last message has one of these statuses (seed 004 §2.9.6)
+RUN_FINAL_STATUSES = frozenset({"finished", "exec-timeout"})
 
 
 def cost(payload: bytes | dict[str, Any]) -> int:

@@ -89,6 +89,20 @@ class AgentRegistry:
         self.lease = ReplicaLease(engine)  # tells other replicas this one is alive
         self._tasks: set[asyncio.Task[None]] = set()
         self._liveness: asyncio.Task[None] | None = None
+        self._dropped_listeners: list[Callable[[PeerId, str], None]] = []
+
+    def add_handler(self, cls: type[Message], handler: Handler) -> None:
+        """Handle ``cls`` from joined agents (stream messages: manager.streams). A
+        handler must not do a database transaction per message."""
+        self._handlers[cls] = handler
+
+    def on_peer_dropped(self, listener: Callable[[PeerId, str], None]) -> None:
+        """``listener(peer, why)`` when an agent connection is replaced or falls silent."""
+        self._dropped_listeners.append(listener)
+
+    def peer_of(self, agent_id: str) -> PeerId | None:
+        """The link peer the agent joined from, while this replica hears it."""
+        return self._peers.get(AgentId(agent_id)) if self.hears(agent_id) else None
 
     @property
     def limits(self) -> Limits:
@@ -180,6 +194,8 @@ class AgentRegistry:
             log.info("destroy of %s on %s not confirmed: %s", kernel_id, agent_id, e)
 
     def _drop_peer(self, peer: PeerId, why: str) -> None:
+        for listener in self._dropped_listeners:
+            listener(peer, why)
         if self.link is not None:
             failed = self.link.fail_peer(peer, lambda: AgentUnavailable(
                 f"the agent's connection was {why}; retry shortly"))

@@ -17,7 +17,7 @@ from common.config import ConfigError
 from common.errors import ServiceUnavailable
 from common.filemodes import warn_if_loose
 from manager import linkkeys, secretbox
-from manager.api import admin, console, files, kernel, version, vfolders
+from manager.api import admin, console, files, kernel, stream, version, vfolders
 from manager.api.auth import NONCE_TTL, auth_middleware
 from manager.api.console_sessions import console_sessions_ctx
 from manager.api.hosts import host_middleware
@@ -31,6 +31,7 @@ from manager.api.keys import (
     FILES,
     KEYPAIRS,
     REGISTRY,
+    STREAMS,
     SWEEPER,
     TRANSFERS,
 )
@@ -48,6 +49,7 @@ from manager.services.keypairs import KeypairStore, seal_plaintext
 from manager.services.routes import QueryCounter, RouteCache
 from manager.services.sessions import SessionCreator
 from manager.services.transfers import TransferGate
+from manager.streams import StreamHub
 from manager.sweep import Sweeper
 
 log = logging.getLogger(__name__)
@@ -147,9 +149,11 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     app[FILES] = SessionFiles(app[CONTROL], app[TRANSFERS])
     app[SWEEPER] = Sweeper(app[DB], registry)
     app[SWEEPER].start()
+    hub = app[STREAMS] = StreamHub(registry, config.link.request_timeout)
     flusher = asyncio.ensure_future(_flush_loop(app))
-    follower = asyncio.ensure_future(app[EVENTS].follow(lambda e: _forget_route(routes, e)))
+    follower = asyncio.ensure_future(app[EVENTS].follow(lambda e: _on_event(app, routes, e)))
     yield
+    await hub.close()
     await app[SWEEPER].close()
     for task in (flusher, follower):
         task.cancel()
@@ -158,6 +162,18 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(Exception):
         await counter.flush(app[DB])
     await registry.close()
+
+
+def _on_event(app: web.Application, routes: RouteCache, event: dict[str, Any]) -> None:
+    """Every replica's lifecycle events: the route cache and the local streams."""
+    _forget_route(routes, event)
+    app[STREAMS].on_bus_event(event)
+
+
+async def _end_streams(app: web.Application) -> None:
+    """on_shutdown: open WebSockets end (with a reason) before the server waits on them."""
+    if STREAMS in app:
+        await app[STREAMS].close()
 
 
 def _forget_route(routes: RouteCache, event: dict[str, Any]) -> None:
@@ -186,6 +202,7 @@ def build_app(config: ManagerConfig) -> web.Application:
         auth_middleware, method_override_middleware,
     ])
     app.on_response_prepare.append(add_headers)
+    app.on_shutdown.append(_end_streams)
     app[CONFIG] = config
     app.cleanup_ctx.extend([_db_ctx, _events_ctx, ratelimit_ctx, _registry_ctx,
                             console_sessions_ctx])
@@ -195,4 +212,5 @@ def build_app(config: ManagerConfig) -> web.Application:
     admin.add_routes(app)
     console.add_routes(app)
     vfolders.add_routes(app)
+    stream.add_routes(app)
     return app

@@ -5,12 +5,16 @@ key pair (``POST /console/login``, secret compared in constant time) and then ho
 short-lived session: an HTTP-only, SameSite=Strict cookie plus a CSRF token
 (double submit: a readable cookie the page's JS copies into ``X-Kraken-CSRF``, which
 must match the token stored with the session). The cookie is accepted only on the
-GraphQL endpoint; every other route still needs a signature. See docs/admin.md.
+GraphQL endpoint and on the streaming WebSockets (``/stream/...``, for the browser
+terminal: the CSRF token comes as the ``csrf`` query parameter, since a browser cannot
+set headers on a WebSocket, and the Origin must be this host); every other route still
+needs a signature. See docs/admin.md and docs/api.md.
 """
 from __future__ import annotations
 
 import hmac
 import logging
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -28,6 +32,8 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 SESSION_COOKIE = "kraken_console"
 CSRF_COOKIE = "kraken_csrf"
 CSRF_HEADER = "X-Kraken-CSRF"
+CSRF_QUERY = "csrf"  # the CSRF token on a streaming WebSocket (browser terminal)
+_STREAM_PATH = re.compile(r"^(?:/v\d+)?/stream/")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DUMMY_SECRET = "x" * 40
 SECURITY_HEADERS = {
@@ -47,15 +53,22 @@ def is_console_route(request: web.Request) -> bool:
     return request.path == "/console" or request.path.startswith("/console/")
 
 
+def is_stream_path(path: str) -> bool:
+    return _STREAM_PATH.match(path) is not None
+
+
 def uses_console_session(request: web.Request) -> bool:
-    """An unsigned request to the GraphQL endpoint carrying the console cookie."""
+    """An unsigned request to the GraphQL endpoint or a stream carrying the cookie."""
     return ("Authorization" not in request.headers and SESSION_COOKIE in request.cookies
-            and request.path.rstrip("/").endswith("/admin/graphql"))
+            and (request.path.rstrip("/").endswith("/admin/graphql")
+                 or is_stream_path(request.path)))
 
 
-def _check_origin(request: web.Request) -> None:
+def _check_origin(request: web.Request, required: bool = False) -> None:
     origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
+    if origin is None and not required:
+        return
+    if origin != f"{request.scheme}://{request.host}":
         raise Forbidden("cross-origin console requests are refused")
 
 
@@ -67,6 +80,9 @@ async def _session(request: web.Request) -> ConsoleSession:
     if request.method not in SAFE_METHODS:
         _check_origin(request)
         session.check_csrf(request.headers.get(CSRF_HEADER))
+    elif is_stream_path(request.path):  # a WebSocket: browsers always send Origin
+        _check_origin(request, required=True)
+        session.check_csrf(request.query.get(CSRF_QUERY))
     return session
 
 

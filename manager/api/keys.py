@@ -13,6 +13,7 @@ from manager.services.keypairs import KeypairStore
 from manager.services.routes import QueryCounter
 from manager.services.sessions import SessionCreator
 from manager.services.transfers import TransferGate
+from manager.streams import StreamHub
 from manager.sweep import Sweeper
 
 CONFIG = web.AppKey("kraken.config", ManagerConfig)
@@ -26,3 +27,4 @@ CONTROL = web.AppKey("kraken.control", SessionControl)
 FILES = web.AppKey("kraken.files", SessionFiles)
 TRANSFERS = web.AppKey("kraken.transfers", TransferGate)
 SWEEPER = web.AppKey("kraken.sweeper", Sweeper)
+STREAMS = web.AppKey("kraken.streams", StreamHub)

@@ -105,3 +105,16 @@ async def mark_orphaned(conn: AsyncConnection, kernel_id: uuid.UUID) -> bool:
         kernels.c.id == kernel_id, kernels.c.status == SessionStatus.PREPARING.value,
     ).values(status_info=ORPHANED).returning(kernels.c.id))
     return result.first() is not None
+
+
+async def history(conn: AsyncConnection, kernel_id: uuid.UUID) -> list[Transition]:
+    """The stored status changes of one session, oldest first."""
+    row = (await conn.execute(sa.select(kernels.c.session_name, kernels.c.access_key)
+                              .where(kernels.c.id == kernel_id))).first()
+    if row is None:
+        return []
+    events = await conn.execute(sa.select(kernel_events).where(
+        kernel_events.c.kernel_id == kernel_id).order_by(kernel_events.c.id))
+    return [Transition(kernel_id, row.session_name, row.access_key,
+                       SessionStatus(e.from_status) if e.from_status else None,
+                       SessionStatus(e.to_status), e.reason, e.at) for e in events]

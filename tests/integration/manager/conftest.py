@@ -44,7 +44,16 @@ from common.msg_agent import (
     KernelDestroyed,
     KernelStats,
     RestartKernel,
+    StreamClose,
+    StreamControl,
+    StreamCredit,
+    StreamData,
+    StreamEvent,
+    StreamResize,
+    StreamStart,
+    StreamStarted,
 )
+from common.streams import WINDOW_BYTES, cost
 from manager import linkkeys, secretbox
 from manager.api.app import build_app
 from manager.api.keys import DB, KEYPAIRS, REGISTRY
@@ -93,6 +102,56 @@ def mgr_db_url() -> Iterator[str]:
     asyncio.run(_drop_db(name))
 
 
+class FakeStream:
+    """The fake agent's end of one stream: what the manager sent, and sends back that
+    respect the manager's credit (common.streams), as the real agent's do."""
+
+    def __init__(self, agent: FakeAgent, start: StreamStart) -> None:
+        self.agent, self.start = agent, start
+        self.stream_id = start.stream_id
+        self.received: asyncio.Queue[Message] = asyncio.Queue()  # data/control/resize/close
+        self.credit = WINDOW_BYTES
+        self.credit_changed = asyncio.Event()
+        self.sent_bytes = 0  # cost of everything sent so far
+        self.blocked = asyncio.Event()  # set while a send waits for credit
+        self.closed: str | None = None
+
+    async def _spend(self, amount: int) -> None:
+        while self.credit < amount:
+            self.credit_changed.clear()
+            self.blocked.set()
+            await self.credit_changed.wait()
+        self.blocked.clear()
+        self.credit -= amount
+        self.sent_bytes += amount
+
+    async def send_data(self, data: bytes) -> None:
+        await self._spend(cost(data))
+        await self.agent.link.send(StreamData(stream_id=self.stream_id, data=data))
+
+    async def send_event(self, seq: int, body: dict[str, Any]) -> None:
+        await self._spend(cost(body))
+        await self.agent.link.send(StreamEvent(stream_id=self.stream_id, seq=seq, body=body))
+
+    async def close(self, reason: str = "") -> None:
+        await self.agent.link.send(StreamClose(stream_id=self.stream_id, reason=reason))
+
+    async def next(self, timeout: float = 10.0) -> Message:
+        return await asyncio.wait_for(self.received.get(), timeout)
+
+    def _take(self, msg: Message) -> None:
+        if isinstance(msg, StreamCredit):
+            self.credit += msg.amount
+            self.credit_changed.set()
+            return
+        if isinstance(msg, StreamClose):
+            self.closed = msg.reason
+        self.received.put_nowait(msg)
+        if isinstance(msg, StreamData) and self.agent.auto_credit:
+            self.agent.spawn(self.agent.link.send(
+                StreamCredit(stream_id=self.stream_id, amount=len(msg.data))))
+
+
 class FakeAgent:
     """An agent that answers like a real one, without containers."""
 
@@ -113,6 +172,11 @@ class FakeAgent:
         self.created: list[CreateKernel] = []
         self.destroyed: list[str] = []
         self.rejoins = 0
+        self.streams: dict[str, FakeStream] = {}
+        self.stream_started = asyncio.Queue[FakeStream]()
+        self.refuse_stream: ErrorReply | None = None  # the answer to stream-start when set
+        self.auto_credit = True  # credit the manager's stream-data as soon as it arrives
+        self._tasks: set[asyncio.Task[None]] = set()
         self.link = DealerLink(AGENT_PROTOCOL, endpoint, self.handle, server_public_key=server_key)
         self._beat: asyncio.Task[None] | None = None
 
@@ -163,8 +227,32 @@ class FakeAgent:
         return KernelCreated(kernel_id=msg.kernel_id, container_id="c-" + msg.kernel_id,
                              slots=msg.slots, features=["query"])
 
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def next_stream(self, timeout: float = 10.0) -> FakeStream:
+        return await asyncio.wait_for(self.stream_started.get(), timeout)
+
+    def _stream_start(self, msg: StreamStart) -> Message:
+        if self.refuse_stream is not None:
+            return self.refuse_stream
+        stream = self.streams[msg.stream_id] = FakeStream(self, msg)
+        self.stream_started.put_nowait(stream)
+        info = {"run_id": msg.params.get("run_id")} if msg.kind == "execute" else {}
+        return StreamStarted(stream_id=msg.stream_id, info=info)
+
     async def handle(self, msg: Message) -> Message | None:
         match msg:
+            case StreamStart():
+                return self._stream_start(msg)
+            case StreamData() | StreamControl() | StreamResize() | StreamCredit() | \
+                    StreamClose():
+                stream = self.streams.get(msg.stream_id)
+                if stream is not None:
+                    stream._take(msg)
+                return None
             case CreateKernel():
                 return await self._create(msg)
             case Execute():
@@ -198,6 +286,9 @@ class FakeAgent:
 
     async def close(self) -> None:
         self.stop_heartbeats()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.link.close()
 
 
