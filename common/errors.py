@@ -139,6 +139,10 @@ class KernelNotFound(NotFound):
     slug, title = "kernel-not-found", "No such kernel session"
 
 
+class RunNotFound(NotFound):
+    slug, title = "run-not-found", "No such run, or its streamed output is no longer kept"
+
+
 class ImageNotFound(NotFound):
     slug, title = "image-not-found", "No such kernel image"
 
@@ -177,6 +181,10 @@ class VFolderLimitExceeded(ResourceLimitExceeded):
 
 class SessionAlreadyExists(KrakenError):
     status, slug, title = 409, "session-already-exists", "A session with this token exists"
+
+
+class KernelNotRunning(KrakenError):
+    status, slug, title = 409, "kernel-not-running", "The kernel is not running now"
 
 
 class QuotaExceeded(KrakenError):
