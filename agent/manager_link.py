@@ -65,6 +65,7 @@ class ManagerSession:
                                on_disconnect=self._lost)
         self._rejoin = asyncio.Event()
         self.joined = asyncio.Event()
+        self.connected = False  # joined, and the connection has not dropped since
         self._sent_images: list[dict[str, Any]] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -81,6 +82,7 @@ class ManagerSession:
         self._lost()
 
     def _lost(self) -> None:
+        self.connected = False
         self._agent.connection_lost(self)
 
     async def send_stream(self, msg: Message) -> bool:
@@ -88,12 +90,12 @@ class ManagerSession:
         replica that is gone; False if it could not be sent (the stream is then over)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STREAM_SEND_PATIENCE
-        while True:
+        while self.connected:
             try:
                 await self.link.send(msg)
                 return True
             except ServiceUnavailable:  # not connected, or its queue is full
-                if loop.time() >= deadline or not self.joined.is_set():
+                if loop.time() >= deadline:
                     break
                 await asyncio.sleep(STREAM_SEND_RETRY)
             except (zmq.ZMQError, KrakenError) as e:
@@ -122,6 +124,7 @@ class ManagerSession:
                 continue
             backoff = BACKOFF_START
             self.joined.set()
+            self.connected = True
             try:
                 await self._agent.on_join_accepted(accepted, reported)
             except Exception:
