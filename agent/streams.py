@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from common.codec import Message
-from common.errors import InvalidAPIParameters, KernelNotRunning
+from common.errors import InvalidAPIParameters, KernelNotRunning, RateLimitExceeded
 from common.msg_agent import (
     StreamClose,
     StreamControl,
@@ -50,6 +50,7 @@ CONNECTION_LOST = "manager connection lost"
 FLOW_VIOLATION = "the manager sent beyond its credit window"
 CONTROL_COST = 64  # what a control or resize message counts for in the inbox bound
 INBOX_BYTES = 2 * WINDOW_BYTES  # an honest manager never has more than one window queued
+MAX_STREAMS = 1024  # open streams per agent, all connections together
 STREAM_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 STREAM_MESSAGES = (StreamStart, StreamData, StreamResize, StreamControl, StreamCredit,
                    StreamClose)
@@ -203,6 +204,8 @@ class StreamTable:
         key = (id(conn), msg.stream_id)
         if key in self._streams:
             raise InvalidAPIParameters(f"stream {msg.stream_id} is already open")
+        if len(self._streams) >= MAX_STREAMS:
+            raise RateLimitExceeded(f"this agent has {MAX_STREAMS} streams open already")
         starter = self._starters.get(msg.kind) if isinstance(msg.kind, str) else None
         if starter is None:
             raise InvalidAPIParameters(f"unknown stream kind {msg.kind!r}")

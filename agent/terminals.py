@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from agent.streams import StreamClosed, StreamSink
-from common.errors import InvalidAPIParameters, KrakenError
+from common.errors import InvalidAPIParameters, KrakenError, RateLimitExceeded
 from common.msg_runner import Message, PtyClose, PtyClosed, PtyInput, PtyOpen, PtyOutput, PtyResize
 from common.streams import DEFAULT_TERM, PROXY_READ_BYTES, PTY_PENDING_BYTES, PTY_SCROLLBACK_BYTES
 
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 SendFn = Callable[[Message], Awaitable[None]]
 TERM_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_TERMINALS = 8  # per kernel
+MAX_CLIENTS = 16  # streams attached to one terminal at once
 SEND_CHUNK = PROXY_READ_BYTES  # terminal output in one stream-data
 MARKER_COST = 64  # what a drop marker counts for in a client's queue
 QUICK_EXIT = 1.0  # a shell that lived less than this many seconds exited "at once"
@@ -227,6 +228,8 @@ class Terminals:
             except BaseException:
                 self.by_name.pop(name, None)
                 raise
+        elif len(terminal.clients) >= MAX_CLIENTS:
+            raise RateLimitExceeded(f"terminal {name} has {MAX_CLIENTS} clients already")
         else:
             await terminal.resize(rows, cols)
         return terminal.attach(sink)

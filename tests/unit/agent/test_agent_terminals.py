@@ -8,7 +8,7 @@ import pytest
 from agent import terminals as terminals_mod
 from agent.streams import StreamTable
 from agent.terminals import GIVEN_UP, dropped_note
-from common.errors import InvalidAPIParameters
+from common.errors import InvalidAPIParameters, RateLimitExceeded
 from common.msg_agent import StreamClose, StreamControl, StreamCredit, StreamData, StreamResize
 from common.msg_runner import PtyClose, PtyClosed, PtyInput, PtyOpen, PtyOutput, PtyResize
 from common.streams import PTY_PENDING_BYTES, PTY_SCROLLBACK_BYTES, WINDOW_BYTES
@@ -171,6 +171,10 @@ async def test_terminals_are_bounded_per_kernel_and_named_safely() -> None:
         await attach(table, conn, "bad", term="../x")
     with pytest.raises(InvalidAPIParameters):
         await attach(table, conn, "huge", term="t0", rows=0)
+    for i in range(terminals_mod.MAX_CLIENTS - 1):
+        await attach(table, conn, f"again{i}", term="t0")
+    with pytest.raises(RateLimitExceeded):
+        await attach(table, conn, "crowd", term="t0")
 
 
 async def test_a_lost_connection_detaches_and_the_shell_lives_on() -> None:
