@@ -209,8 +209,8 @@ class StreamTable:
         starter = self._starters.get(msg.kind) if isinstance(msg.kind, str) else None
         if starter is None:
             raise InvalidAPIParameters(f"unknown stream kind {msg.kind!r}")
-        if not isinstance(msg.params, dict):
-            raise InvalidAPIParameters("stream params must be a map")
+        if not isinstance(msg.params, dict) or not isinstance(msg.kernel_id, str):
+            raise InvalidAPIParameters("stream params must be a map, kernel_id a string")
         kernel = self._kernels.get(msg.kernel_id)
         if kernel.busy:
             raise KernelNotRunning(f"kernel {msg.kernel_id} is being restarted or destroyed")
@@ -239,7 +239,8 @@ class StreamTable:
             msg.data, bytes) else CONTROL_COST
         if stream.inbox_bytes + size > INBOX_BYTES:
             log.warning("stream %s: %s", stream.stream_id, FLOW_VIOLATION)
-            self._spawn(self.close(stream, FLOW_VIOLATION, notify_handler=True))
+            self.drop(stream, FLOW_VIOLATION, notify_handler=True)
+            self._spawn(self._send_close(stream, FLOW_VIOLATION))
             return
         stream.inbox.append(msg)
         stream.inbox_bytes += size
@@ -312,6 +313,10 @@ class StreamTable:
         if stream.closed:
             return
         self.drop(stream, reason, notify_handler)
+        await self._send_close(stream, reason)
+
+    @staticmethod
+    async def _send_close(stream: Stream, reason: str) -> None:
         await stream.conn.send_stream(StreamClose(stream_id=stream.stream_id, reason=reason))
 
     def connection_lost(self, conn: Connection) -> None:
