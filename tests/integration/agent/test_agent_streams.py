@@ -11,6 +11,7 @@ from common.msg_agent import (
     KernelDestroyed,
     Message,
     StreamClose,
+    StreamControl,
     StreamData,
     StreamEvent,
     StreamResize,
@@ -51,6 +52,18 @@ async def test_terminal_echo_resize_respawn_and_end(manager: FakeManager,
     await manager.send(StreamResize(stream_id="t1", rows=33, cols=101))
     await manager.send(StreamData(stream_id="t1", data=b"stty size\r"))
     await manager.wait_stream("t1", lambda _: b"33 101" in manager.stream_data("t1"))
+
+    # a second client (say, after a dropped WebSocket) gets the scrollback, then live output
+    await manager.call(StreamStart(stream_id="t2", kernel_id=kid, kind="pty",
+                                   params={"term": "main", "rows": 33, "cols": 101}))
+    await manager.wait_stream("t2", lambda _: b"33 101" in manager.stream_data("t2"))
+    await manager.send(StreamClose(stream_id="t2", reason="tab closed"))
+
+    await manager.send(StreamControl(stream_id="t1", body={"type": "restart"}))
+    await manager.wait_stream("t1", lambda _: b"the shell was restarted" in
+                              manager.stream_data("t1"))
+    await manager.send(StreamData(stream_id="t1", data=b"echo fresh$((2*4))\r"))
+    await manager.wait_stream("t1", lambda _: b"fresh8" in manager.stream_data("t1"))
 
     await manager.send(StreamData(stream_id="t1", data=b"exit\r"))
     await manager.wait_stream("t1", lambda _: b"a new one is started" in
