@@ -224,7 +224,8 @@ class StreamTable:
         if stream.closed:  # the connection or the kernel went while it started
             with contextlib.suppress(Exception):
                 await handler.on_close(CONNECTION_LOST)
-            raise KernelNotRunning(f"kernel {msg.kernel_id} went away while the stream started")
+            raise KernelNotRunning(f"stream {msg.stream_id} ended while it started (its "
+                                   f"kernel {msg.kernel_id} or its connection went away)")
         stream.handler = handler
         stream.worker = asyncio.ensure_future(self._work(stream))
         # The reply goes out in the same step this returns (DealerLink sends it without
