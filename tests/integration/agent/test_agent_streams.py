@@ -101,3 +101,20 @@ async def test_streamed_execute_arrives_in_several_events(manager: FakeManager,
     resumed = await manager.wait_stream("x2", closed)
     assert [(m.seq, m.body) for m in resumed if isinstance(m, StreamEvent)] == \
         [(e.seq, e.body) for e in events[1:]]
+
+
+async def test_streamed_execute_waits_for_input_from_the_stream(manager: FakeManager,
+                                                                harness: AgentHarness) -> None:
+    kid = await kernel(manager, harness)
+    await manager.call(StreamStart(
+        stream_id="in1", kernel_id=kid, kind="execute",
+        params={"mode": "query", "code": "x = input('pin? ')\nprint('got', x)",
+                "options": None, "run_id": uuid.uuid4().hex}))
+    await manager.wait_stream("in1", lambda msgs: any(
+        isinstance(m, StreamEvent) and m.body["status"] == "waiting-input" for m in msgs))
+    await manager.send(StreamControl(stream_id="in1", body={"type": "input", "text": "7"}))
+    msgs = await manager.wait_stream("in1", closed)
+    events = [m for m in msgs if isinstance(m, StreamEvent)]
+    text = "".join(d for e in events for k, d in e.body["console"] if k == "stdout")
+    assert "pin? " in text and "got 7\n" in text
+    assert events[-1].body["status"] == "finished"
