@@ -49,6 +49,7 @@ from agent.spec import (
     scratch_size,
 )
 from agent.stats import empty_stats
+from agent.terminals import Terminals
 from common.errors import (
     InvalidAPIParameters,
     KernelCreationCancelled,
@@ -57,11 +58,15 @@ from common.errors import (
     KrakenError,
 )
 from common.msg_agent import CreateKernel, KernelCreated, KernelTerminated
+from common.msg_runner import Message, PtyClosed, PtyOutput
 from common.slots import ResourceSlot
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[KernelTerminated], Awaitable[None]]
+KernelGone = Callable[[str, str], None]  # (kernel id, reason its streams end with)
+SESSION_TERMINATED = "session terminated"
+KERNEL_RESTARTED = "kernel restarted"
 
 
 @dataclass
@@ -73,6 +78,7 @@ class Kernel:
     runner: RunnerClient
     runs: KernelRuns
     features: list[str]
+    terminals: Terminals
     busy: bool = False  # being destroyed or restarted: its die events are expected
     last_pong: float = field(default_factory=time.monotonic)  # the runner's last answer
     silent_cpu: tuple[float, int] | None = None  # (when, cpu ms) sampled while it is silent
@@ -99,6 +105,7 @@ class KernelRegistry:
         self._tombstones = Tombstones()
         self._destroying: dict[str, asyncio.Future[dict[str, int]]] = {}
         self._store = ScratchStore(cfg)
+        self.on_gone: list[KernelGone] = []  # told when a kernel is destroyed or restarts
 
     @property
     def kernel_ids(self) -> list[str]:
@@ -215,15 +222,24 @@ class KernelRegistry:
         if info.ip is None:
             raise KernelCreationFailed(f"container {info.container_id[:12]} has no address "
                                        f"on network {self._cfg.docker.network}")
-        holder: list[KernelRuns] = []
-        runner = RunnerClient(self._zctx, info.ip, lambda m: holder[0].on_runner_message(m))
+        holder: list[tuple[KernelRuns, Terminals]] = []
+
+        def on_output(msg: Message) -> None:
+            runs, terminals = holder[0]
+            if isinstance(msg, (PtyOutput, PtyClosed)):
+                terminals.on_runner_message(msg)
+            else:
+                runs.on_runner_message(msg)
+
+        runner = RunnerClient(self._zctx, info.ip, on_output)
         limits = OutputLimits(self._cfg.runs.max_output, self._cfg.runs.max_kernel_output)
         runs = KernelRuns(runner.send, runner.interrupt, image_timeout(labels), limits,
                           recovered)
-        holder.append(runs)
+        terminals = Terminals(runner.send)
+        holder.append((runs, terminals))
         return Kernel(kernel_id=info.kernel_id, container_id=info.container_id,
                       scratch=scratch, slots=slots, runner=runner, runs=runs,
-                      features=image_features(labels))
+                      features=image_features(labels), terminals=terminals)
 
     # ---- destroy / restart -------------------------------------------------------------
 
@@ -267,11 +283,20 @@ class KernelRegistry:
         await self._release(kernel, "the kernel was destroyed")
         return stats
 
+    def _gone(self, kernel_id: str, reason: str) -> None:
+        for listener in self.on_gone:
+            try:
+                listener(kernel_id, reason)
+            except Exception:
+                log.exception("a kernel-gone listener failed")
+
     async def _release(self, kernel: Kernel, note: str) -> None:
         kernel.runs.fail_all(note)
         self._kernels.pop(kernel.kernel_id, None)
+        self._gone(kernel.kernel_id, SESSION_TERMINATED)
         await kernel.runner.close()
         await kernel.runs.close()
+        await kernel.terminals.close()
         try:
             await self._backend.destroy(kernel.container_id)
         finally:
@@ -284,13 +309,16 @@ class KernelRegistry:
         kernel.busy = True
         try:
             kernel.runs.fail_all("the kernel was restarted")
+            self._gone(kernel_id, KERNEL_RESTARTED)
             await kernel.runner.close()
             await kernel.runs.close()
+            await kernel.terminals.close()
             info = await self._backend.restart(kernel.container_id,
                                                self._cfg.docker.stop_timeout,
                                                self._cfg.docker.network)
             fresh = self._adopt(info, kernel.scratch, kernel.slots, info.labels)
             kernel.runner, kernel.runs = fresh.runner, fresh.runs
+            kernel.terminals = fresh.terminals
             await kernel.runner.wait_ready(self._cfg.runner.ready_timeout)
             kernel.last_pong = time.monotonic()
         finally:
@@ -407,6 +435,7 @@ class KernelRegistry:
         for kernel in self._kernels.values():
             await kernel.runner.close()
             await kernel.runs.close()
+            await kernel.terminals.close()
         self._kernels.clear()
 
 

@@ -6,6 +6,10 @@ manager restarted), an ``unauthorized`` error or a Join that times out starts th
 join again, with exponential backoff (0.5 s up to 5 s). Sends never wait for a replica
 that is down or hung (``DealerLink(fail_fast=True)``): a Join to it fails at once and is
 retried, and each replica's heartbeats go out independently of the others.
+
+Streams (agent link v2) belong to the session that started them: the session passes
+itself to ``dispatch``, their messages go back with ``send_stream``, and when the
+connection drops, or the session joins again, the agent is told (``connection_lost``).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from typing import Any, Protocol
 import zmq
 
 from common.codec import Message
-from common.errors import KrakenError
+from common.errors import KrakenError, ServiceUnavailable
 from common.link import DealerLink
 from common.msg_agent import (
     AGENT_PROTOCOL,
@@ -33,6 +37,8 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START = 0.5
 BACKOFF_MAX = 5.0
+STREAM_SEND_PATIENCE = 5.0  # seconds a stream message waits for a full send queue
+STREAM_SEND_RETRY = 0.01
 
 
 class AgentSide(Protocol):
@@ -41,7 +47,8 @@ class AgentSide(Protocol):
     def join_message(self) -> Join: ...
     async def heartbeat_message(self) -> tuple[Heartbeat, list[dict[str, Any]]]: ...
     async def on_join_accepted(self, accepted: JoinAccepted, reported: list[str]) -> None: ...
-    async def dispatch(self, msg: Message) -> Message | None: ...
+    async def dispatch(self, msg: Message, session: ManagerSession) -> Message | None: ...
+    def connection_lost(self, session: ManagerSession) -> None: ...
 
 
 class ManagerSession:
@@ -54,9 +61,11 @@ class ManagerSession:
         self._timeout = request_timeout
         self.link = DealerLink(AGENT_PROTOCOL, endpoint, self._on_message,
                                server_public_key=server_key, fail_fast=True,
-                               heartbeat_timeout=link_timeout)
+                               heartbeat_timeout=link_timeout,
+                               on_disconnect=self._lost)
         self._rejoin = asyncio.Event()
         self.joined = asyncio.Event()
+        self.connected = False  # joined, and the connection has not dropped since
         self._sent_images: list[dict[str, Any]] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -70,6 +79,29 @@ class ManagerSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.link.close()
+        self._lost()
+
+    def _lost(self) -> None:
+        self.connected = False
+        self._agent.connection_lost(self)
+
+    async def send_stream(self, msg: Message) -> bool:
+        """A message of a stream: it waits (a little) for a full send queue, never for a
+        replica that is gone; False if it could not be sent (the stream is then over)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STREAM_SEND_PATIENCE
+        while self.connected:
+            try:
+                await self.link.send(msg)
+                return True
+            except ServiceUnavailable:  # not connected, or its queue is full
+                if loop.time() >= deadline:
+                    break
+                await asyncio.sleep(STREAM_SEND_RETRY)
+            except (zmq.ZMQError, KrakenError) as e:
+                log.warning("could not send %s to %s: %s", msg.msg_type, self.endpoint, e)
+                break
+        return False
 
     async def send_event(self, msg: Message) -> bool:
         """One-way message, never waiting: a replica that is down or hung misses it (it
@@ -92,12 +124,14 @@ class ManagerSession:
                 continue
             backoff = BACKOFF_START
             self.joined.set()
+            self.connected = True
             try:
                 await self._agent.on_join_accepted(accepted, reported)
             except Exception:
                 log.exception("reconciling after join with %s failed", self.endpoint)
             await self._heartbeat_until_rejoin(accepted.heartbeat_interval)
             self.joined.clear()
+            self._lost()  # the streams of this connection end with it
 
     async def _join(self) -> tuple[JoinAccepted | None, list[str]]:
         join = self._agent.join_message()
@@ -138,5 +172,5 @@ class ManagerSession:
             return None
         if isinstance(msg, JoinAccepted):
             return None  # a late reply to a join that already timed out
-        return await self._agent.dispatch(msg)
+        return await self._agent.dispatch(msg, self)
 

@@ -11,6 +11,11 @@ is bounded per run and per kernel (``OutputLimits``, agent config ``[runs]``), c
 in bytes over every console item kind; beyond that, items are dropped as they arrive
 and the result says what was dropped. A run's state is freed when its final result is
 collected, when it is evicted unread, and when the kernel ends (``close``).
+
+A run started by an execute stream (``start_streamed``) has a ``RunLog`` instead of a
+reader: every console batch and milestone goes into the log as soon as the runner sends
+it, taken by the same rule a REST call takes them (``_take``), and the streams read the
+log (agent/run_log.py, agent/stream_runs.py). Streamed and REST runs share the FIFO.
 """
 from __future__ import annotations
 
@@ -21,8 +26,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.run_log import RunLog, result_bodies
 from common.console import ConsoleWindow
-from common.errors import InvalidAPIParameters, KrakenError
+from common.errors import InvalidAPIParameters, KrakenError, RunNotFound
 from common.limits import KERNEL_OUTPUT_BYTES, RUN_OUTPUT_BYTES
 from common.msg_agent import Execute, ExecuteResult
 from common.msg_runner import (
@@ -35,10 +41,12 @@ from common.msg_runner import (
     RunQuery,
     WaitingInput,
 )
+from common.streams import EXECUTE_LOG_LINGER
 
 log = logging.getLogger(__name__)
 
 KEEP_FINISHED = 16
+KEEP_LOGS = 64  # finished run logs lingering for streams to resume, per kernel
 _PHASE_STATUS = {"clean": "clean-finished", "build": "build-finished", "exec": "finished"}
 FINAL_STATUSES = frozenset({"finished", "exec-timeout"})
 REATTACHED_NOTE = ("[kraken: the agent restarted during this run; output it had received "
@@ -79,6 +87,7 @@ class Run:
     timed_out: bool = False
     timer: asyncio.TimerHandle | None = None
     awaiting_input: bool = False  # a waiting-input milestone is out, no input fed since
+    log: RunLog | None = None  # a streamed run: its events go here, not to execute calls
 
     def wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -95,7 +104,8 @@ class KernelRuns:
     """All runs of one kernel: the FIFO, the active run, and results waiting to be read."""
 
     def __init__(self, send: SendFn, interrupt: InterruptFn, exec_timeout: float = 0.0,
-                 limits: OutputLimits | None = None, recovered: bool = False) -> None:
+                 limits: OutputLimits | None = None, recovered: bool = False,
+                 log_linger: float = EXECUTE_LOG_LINGER) -> None:
         """``recovered``: this agent re-adopted a running container, so output may come
         for runs an earlier agent process started; they are kept (see ``reattach``)."""
         self._send = send
@@ -111,6 +121,9 @@ class KernelRuns:
         self._active: Run | None = None
         self._finished: collections.deque[str] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._logs: dict[str, RunLog] = {}  # streamed runs' logs, oldest first
+        self._logged = 0  # bytes in all logs together
+        self._log_linger = log_linger
 
     @property
     def active_run_id(self) -> str | None:
@@ -133,27 +146,53 @@ class KernelRuns:
         elif req.mode in ("continue", "input"):
             run = self._runs.get(req.run_id) or self._unknown(req.run_id)
             if req.mode == "input":
-                if run is not self._active:
-                    raise InvalidAPIParameters(f"run {req.run_id} is not waiting for input")
-                await self._send(FeedInput(run_id=run.run_id, text=req.code))
-                run.awaiting_input = False
+                await self.feed_input(req.run_id, req.code)
+            elif run.log is not None:
+                raise InvalidAPIParameters(f"run {req.run_id} is streamed: resume its stream")
         else:
             raise InvalidAPIParameters(f"unknown execute mode {req.mode!r}")
         return await self._collect(run, req.flush_timeout)
+
+    async def feed_input(self, run_id: str, text: str) -> None:
+        """Answer the prompt of the active run (REST mode input, or a stream's input)."""
+        run = self._runs.get(run_id) or self._unknown(run_id)
+        if run is not self._active:
+            raise InvalidAPIParameters(f"run {run_id} is not waiting for input")
+        await self._send(FeedInput(run_id=run.run_id, text=text))
+        run.awaiting_input = False
+
+    async def start_streamed(self, req: Execute) -> RunLog:
+        """Queue a run whose events go to a ``RunLog`` for streams to read."""
+        if req.mode not in ("query", "batch"):
+            raise InvalidAPIParameters(f"a stream cannot start a run in mode {req.mode!r}")
+        log = RunLog(req.run_id, self._limits.run_bytes)
+        await self._submit(req, log)
+        return log
+
+    def log_of(self, run_id: str) -> RunLog:
+        """The log of a streamed run, running or finished within the linger time."""
+        log = self._logs.get(run_id)
+        if log is None:
+            raise RunNotFound(f"run {run_id!r} is not a streamed run of this kernel, or its "
+                              "output is no longer kept")
+        return log
 
     @staticmethod
     def _unknown(run_id: str) -> Run:
         raise InvalidAPIParameters(f"unknown runId {run_id!r}")
 
-    async def _submit(self, req: Execute) -> Run:
-        if req.run_id in self._runs:
+    async def _submit(self, req: Execute, log: RunLog | None = None) -> Run:
+        if req.run_id in self._runs or req.run_id in self._logs:
             raise InvalidAPIParameters(f"run {req.run_id} already exists; use mode continue")
-        run = Run(run_id=req.run_id, start_msg=_start_message(req))
+        run = Run(run_id=req.run_id, start_msg=_start_message(req), log=log)
+        if log is not None:
+            self._logs[req.run_id] = log
         if self._unknown_note:
             self._unknown_note = False
             self._note(run, UNKNOWN_RUNNER_NOTE)
         self._runs[run.run_id] = run
         self._queue.append(run)
+        self._flush_log(run)
         await self._start_next()
         return run
 
@@ -174,15 +213,57 @@ class KernelRuns:
     async def _collect(self, run: Run, flush_timeout: float) -> ExecuteResult:
         if not run.milestones:
             await self._wait(run, flush_timeout)
+        m = self._take(run) or Milestone("continued", None, None, ConsoleWindow())
+        return _result(run.run_id, m.status, m.window, m.exit_code, m.options)
+
+    def _take(self, run: Run) -> Milestone | None:
+        """The run's next milestone, else the console since the last take ("continued");
+        None if there is nothing. A final milestone forgets the run."""
         if run.milestones:
             m = run.milestones.popleft()
             self._release(run, m.window.size)
             if m.status in FINAL_STATUSES:
                 self._forget(run)
-            return _result(run.run_id, m.status, m.window, m.exit_code, m.options)
+            return m
+        if not run.window:
+            return None
         window, run.window = run.window, ConsoleWindow()
         self._release(run, window.size)
-        return _result(run.run_id, "continued", window)
+        return Milestone("continued", None, None, window)
+
+    # ---- streamed runs: the log ----------------------------------------------------
+
+    def _flush_log(self, run: Run) -> None:
+        """Move what a streamed run has to its log, as events, at once."""
+        log = run.log
+        if log is None or log.done or log.freed:
+            return
+        while (m := self._take(run)) is not None:
+            for body in result_bodies(m.status, m.window.items(), m.exit_code, m.options):
+                log.append(body)
+            if m.status in FINAL_STATUSES:
+                log.finish()
+                loop = asyncio.get_running_loop()
+                log.expiry = loop.call_later(self._log_linger, self._expire, log)
+                break
+        self._trim_logs()
+
+    def _trim_logs(self) -> None:
+        """Keep all logs within the kernel's output budget and count: finished logs go
+        first, oldest first; the oldest events of the others then."""
+        self._logged = sum(log.bytes for log in self._logs.values())
+        finished = [log for log in self._logs.values() if log.done]
+        while finished and (len(finished) > KEEP_LOGS
+                            or self._logged > self._limits.kernel_bytes):
+            self._expire(finished.pop(0))
+        for log in list(self._logs.values()):
+            while self._logged > self._limits.kernel_bytes and len(log.events) > 1:
+                self._logged -= log.evict_oldest()
+
+    def _expire(self, log: RunLog) -> None:
+        if self._logs.get(log.run_id) is log:
+            del self._logs[log.run_id]
+        self._logged -= log.free()
 
     async def _wait(self, run: Run, timeout: float) -> None:
         run.wake()  # a newer call on the same run supersedes an older one
@@ -226,6 +307,7 @@ class KernelRuns:
             self._awaits_input(run, msg.is_password)
         elif isinstance(msg, RunFinished):
             self._on_finished(run, msg)
+        self._flush_log(run)
 
     # ---- runs an earlier agent process started (agent restart) -----------------------
 
@@ -305,6 +387,7 @@ class KernelRuns:
             self._active = None
         if add:
             run.add_milestone("finished", exit_code)
+        self._flush_log(run)
         self._finished.append(run.run_id)
         while len(self._finished) > KEEP_FINISHED:  # results nobody came back for
             old = self._runs.get(self._finished.popleft())
@@ -316,6 +399,7 @@ class KernelRuns:
             return
         run.timed_out = True
         run.add_milestone("exec-timeout", None)
+        self._flush_log(run)
         self._spawn(self._interrupt())
 
     def fail_all(self, note: str) -> None:
@@ -353,6 +437,8 @@ class KernelRuns:
         self._finished.clear()
         self._active = None
         self._held = 0
+        for log in list(self._logs.values()):
+            self._expire(log)
 
 
 def _result(run_id: str, status: str, window: ConsoleWindow, exit_code: int | None = None,

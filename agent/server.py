@@ -3,7 +3,9 @@
 ``Agent.start()`` prepares the kernels' network, recovers this agent's containers
 (DESIGN decision 5), starts watching Docker ``die`` events and dials every
 configured manager replica. Manager requests are served through the dispatch table
-``handlers[msg_type]``; a failure becomes ``ErrorReply(error_type=<slug>)``.
+``handlers[msg_type]``; a failure becomes ``ErrorReply(error_type=<slug>)``. Stream
+messages (agent link v2) go to the stream table (agent/streams.py) with the manager
+session they came on.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from agent.resources import (
     ResourcePool,
     build_pool,
 )
+from agent.stream_kinds import STARTERS
+from agent.streams import STREAM_MESSAGES, StreamTable
 from common.codec import Message
 from common.errors import InvalidAPIParameters, KrakenError, ProtocolError
 from common.msg_agent import (
@@ -86,6 +90,8 @@ class Agent:
         self._zctx = zmq.asyncio.Context()
         self.kernels = KernelRegistry(cfg, backend, self.pool, self._zctx, self.broadcast)
         self.files = ScratchFiles(scratch_pool(cfg.jail.uid, cfg.jail.gid))
+        self.streams = StreamTable(self.kernels, STARTERS)
+        self.kernels.on_gone.append(self.streams.kernel_gone)
         self.sessions: list[ManagerSession] = []
         self._images: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -126,6 +132,7 @@ class Agent:
         """Undo the creates under way (their requests are answered first); leave the
         running containers running: a restarted agent re-adopts them."""
         await self.kernels.cancel_creates()
+        await self.streams.close_all()
         for session in self.sessions:
             await session.close()
         if self._events_task is not None:
@@ -206,9 +213,17 @@ class Agent:
 
     # ---- requests from a manager --------------------------------------------------------
 
-    async def dispatch(self, msg: Message) -> Message:
+    def connection_lost(self, session: ManagerSession) -> None:
+        self.streams.connection_lost(session)
+
+    async def dispatch(self, msg: Message, session: ManagerSession | None = None
+                       ) -> Message | None:
         handler = self.handlers.get(msg.msg_type)
         try:
+            if isinstance(msg, STREAM_MESSAGES):
+                if session is None:
+                    raise ProtocolError("a stream message needs the connection it came on")
+                return await self.streams.dispatch(msg, session)
             if handler is None:
                 raise ProtocolError(f"the agent does not serve {msg.msg_type}")
             return await handler(msg)

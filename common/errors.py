@@ -141,6 +141,10 @@ class KernelNotFound(NotFound):
     slug, title = "kernel-not-found", "No such kernel session"
 
 
+class RunNotFound(NotFound):
+    slug, title = "run-not-found", "No such run, or its streamed output is no longer kept"
+
+
 class ImageNotFound(NotFound):
     slug, title = "image-not-found", "No such kernel image"
 

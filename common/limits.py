@@ -34,6 +34,7 @@ MAX_OUTPUT_MESSAGE_BYTES = 8 << 20  # runner → agent (output and control socke
 OUTPUT_DATA_BYTES = 4 << 20  # console data per ConsoleOutput a runner sends
 TEXT_CHUNK_CHARS = OUTPUT_DATA_BYTES // 4  # a text item is split at this many characters
 OUTPUT_RCVHWM = 8  # messages the agent's ZeroMQ queue holds per runner before pushing back
+PTY_INPUT_BYTES = 1 << 20  # terminal input a runner holds for a shell that does not read it
 
 # ---- per run ---------------------------------------------------------------------------
 MAX_STREAM_CHARS = 524_288  # stdout / stderr per execute call each (seed 004 §2.10.2)

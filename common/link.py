@@ -211,14 +211,18 @@ class DealerLink(_LinkBase):
 
     def __init__(self, protocol: Protocol, connect: str, handler: DealerHandler, *,
                  server_public_key: bytes | None = None, fail_fast: bool = False,
-                 heartbeat_timeout: float = 0.0) -> None:
+                 heartbeat_timeout: float = 0.0,
+                 on_disconnect: Callable[[], None] | None = None) -> None:
         """``fail_fast``: sends never wait for a peer that is not connected (or whose
         queue is full): they raise ``ServiceUnavailable`` at once (ZMQ_IMMEDIATE +
         non-blocking sends). ``heartbeat_timeout`` > 0: ZMTP pings every fifth of it and
         drop a connection whose peer does not answer (a stopped process), so
-        ``fail_fast`` sends see it gone."""
+        ``fail_fast`` sends see it gone. ``on_disconnect`` is called each time an
+        established connection drops (what was bound to it, such as streams, ends)."""
         super().__init__(protocol, zmq.DEALER)
         self._handler = handler
+        self._on_disconnect = on_disconnect
+        self._monitor: zmq.asyncio.Socket | None = None
         self._fail_fast = fail_fast
         if fail_fast:
             self._sock.setsockopt(zmq.IMMEDIATE, 1)
@@ -239,6 +243,28 @@ class DealerLink(_LinkBase):
 
     def start(self) -> None:
         self._recv_task = asyncio.ensure_future(self._recv_loop())
+        if self._on_disconnect is not None:
+            self._monitor = self._sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            self._spawn(self._monitor_loop(self._monitor, self._on_disconnect))
+
+    async def _monitor_loop(self, monitor: zmq.asyncio.Socket,
+                            on_disconnect: Callable[[], None]) -> None:
+        while True:
+            await monitor.recv_multipart()
+            try:
+                on_disconnect()
+            except Exception:
+                log.exception("disconnect handler failed")
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._sock.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
+        await super().close()
 
     async def send(self, msg: Message, corr_id: int = 0) -> None:
         frame = self._encode(msg, corr_id)

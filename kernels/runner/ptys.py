@@ -2,6 +2,9 @@
 
 Owned by the I/O thread: it polls each stream's master fd, relays what it reads
 as ``PtyOutput`` and, on end of file, reaps the shell and sends ``PtyClosed``.
+Master fds are non-blocking: input a shell does not read yet waits in the stream (at
+most ``PTY_INPUT_BYTES``, beyond that it is dropped) and is written when the fd is
+writable, so a program that ignores its stdin never stalls the I/O thread.
 """
 from __future__ import annotations
 
@@ -10,10 +13,11 @@ import os
 import signal
 import struct
 import termios
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.codec import Message
+from common.limits import PTY_INPUT_BYTES
 from common.msg_runner import PtyClosed, PtyOutput
 
 SHELLS = ("/bin/bash", "/bin/sh")
@@ -25,6 +29,7 @@ class PtyStream:
     stream_id: str
     pid: int
     fd: int
+    pending: bytearray = field(default_factory=bytearray)  # input not written yet
 
 
 class PtyError(Exception):
@@ -54,6 +59,11 @@ class PtyTable:
     def fds(self) -> list[int]:
         return list(self._by_fd)
 
+    @property
+    def fds_to_write(self) -> list[int]:
+        """Master fds with input waiting for the shell to read."""
+        return [fd for fd, s in self._by_fd.items() if s.pending]
+
     def has(self, stream_id: str) -> bool:
         return stream_id in self._by_id
 
@@ -73,6 +83,7 @@ class PtyTable:
                 os.execve(shell, [shell], env)
             finally:
                 os._exit(127)
+        os.set_blocking(fd, False)
         stream = PtyStream(stream_id, pid, fd)
         self._by_id[stream_id] = stream
         self._by_fd[fd] = stream
@@ -86,10 +97,32 @@ class PtyTable:
         return stream
 
     def write(self, stream_id: str, data: bytes) -> None:
-        fd = self._get(stream_id).fd
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        """Queue input and write what the terminal takes now; beyond ``PTY_INPUT_BYTES``
+        waiting, input is dropped (``PtyError``)."""
+        stream = self._get(stream_id)
+        room = PTY_INPUT_BYTES - len(stream.pending)
+        stream.pending += data[:max(room, 0)]
+        self._flush_input(stream)
+        if len(data) > room:
+            raise PtyError(f"pty stream {stream_id!r}: {len(data) - max(room, 0)} bytes of "
+                           "input dropped: the terminal does not read its input")
+
+    def on_writable(self, fd: int) -> None:
+        stream = self._by_fd.get(fd)
+        if stream is not None:
+            self._flush_input(stream)
+
+    @staticmethod
+    def _flush_input(stream: PtyStream) -> None:
+        while stream.pending:
+            try:
+                n = os.write(stream.fd, stream.pending)
+            except BlockingIOError:
+                return
+            except OSError:  # the shell is gone: its end of file comes on the read side
+                stream.pending.clear()
+                return
+            del stream.pending[:n]
 
     def resize(self, stream_id: str, rows: int, cols: int) -> None:
         stream = self._get(stream_id)
@@ -110,6 +143,8 @@ class PtyTable:
         stream = self._by_fd[fd]
         try:
             data = os.read(fd, READ_CHUNK)
+        except BlockingIOError:  # nothing to read after all
+            return []
         except OSError:  # EIO: the slave side has no more openers
             data = b""
         if data:

@@ -217,15 +217,19 @@ class Runner:
         poller.register(self.outbox.wake_fd, zmq.POLLIN)
         if self._pending:
             poller.register(self.output_sock, zmq.POLLOUT)
+        writing = set(self.ptys.fds_to_write)
         for fd in self.ptys.fds:
-            poller.register(fd, zmq.POLLIN)
+            poller.register(fd, zmq.POLLIN | (zmq.POLLOUT if fd in writing else 0))
         ready = dict(poller.poll(POLL_MS))
         if self.control_sock in ready:
             self._serve_control()
         if self.input_sock in ready:
             self._serve_input()
         for fd in self.ptys.fds:
-            if fd in ready:
+            events = ready.get(fd, 0)
+            if events & zmq.POLLOUT:
+                self.ptys.on_writable(fd)
+            if events & (zmq.POLLIN | zmq.POLLERR):
                 self._queue_out([(m, 0) for m in self.ptys.on_readable(fd)])
         if self.outbox.wake_fd in ready:
             self._queue_out(self.outbox.drain())

@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,12 @@ from common.msg_agent import (
     Join,
     JoinAccepted,
     KernelTerminated,
+    StreamClose,
+    StreamCredit,
+    StreamData,
+    StreamEvent,
 )
+from common.streams import cost
 
 IMAGE = "kraken/python:latest"
 TOKEN = "test-join-token"
@@ -59,6 +66,8 @@ class FakeManager:
         self.keep: list[str] | None = None  # None: keep whatever the agent reports
         self.drop: list[str] = []  # JoinAccepted.drop_kernels
         self.peer: bytes | None = None
+        self.streams: dict[str, list[Message]] = defaultdict(list)  # what agents sent
+        self._stream_changed = asyncio.Event()
         self.link.start()
 
     async def _handle(self, peer: bytes, msg: Message) -> Message | None:
@@ -70,6 +79,14 @@ class FakeManager:
             keep = msg.kernels if self.keep is None else self.keep
             return JoinAccepted(heartbeat_interval=0.2, keep_kernels=list(keep),
                                 drop_kernels=list(self.drop))
+        if isinstance(msg, (StreamData, StreamEvent, StreamClose)):
+            self.streams[msg.stream_id].append(msg)
+            self._stream_changed.set()
+            if not isinstance(msg, StreamClose):  # passed on at once: credit it back
+                amount = cost(msg.data if isinstance(msg, StreamData) else msg.body)
+                await self.link.send(peer, StreamCredit(stream_id=msg.stream_id,
+                                                        amount=amount))
+            return None
         if isinstance(msg, Heartbeat):
             self.heartbeats.append(msg)
         elif isinstance(msg, KernelTerminated):
@@ -79,6 +96,23 @@ class FakeManager:
     async def call(self, msg: Message, timeout: float = 60.0) -> Message:
         assert self.peer is not None, "no agent joined"
         return await self.link.request(self.peer, msg, timeout)
+
+    async def send(self, msg: Message) -> None:
+        """A one-way message to the joined agent (stream-data, stream-control, ...)."""
+        assert self.peer is not None, "no agent joined"
+        await self.link.send(self.peer, msg)
+
+    def stream_data(self, stream_id: str) -> bytes:
+        return b"".join(m.data for m in self.streams[stream_id] if isinstance(m, StreamData))
+
+    async def wait_stream(self, stream_id: str, pred: Callable[[list[Message]], bool],
+                          timeout: float = 30.0) -> list[Message]:
+        """Until ``pred`` holds for what the agent sent on ``stream_id``."""
+        async with asyncio.timeout(timeout):
+            while not pred(self.streams[stream_id]):
+                self._stream_changed.clear()
+                await self._stream_changed.wait()
+        return self.streams[stream_id]
 
     async def next_join(self, timeout: float = 10.0) -> Join:
         return await asyncio.wait_for(self.joins.get(), timeout)

@@ -42,7 +42,10 @@ class FakeAgent:
     async def on_join_accepted(self, accepted: JoinAccepted, reported: list[str]) -> None:
         self.accepted.append(accepted)
 
-    async def dispatch(self, msg: Message) -> Message | None:
+    async def dispatch(self, msg: Message, session: ManagerSession) -> Message | None:
+        return None
+
+    def connection_lost(self, session: ManagerSession) -> None:
         return None
 
 

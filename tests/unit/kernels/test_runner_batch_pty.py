@@ -9,7 +9,9 @@ from pathlib import Path
 
 from common.msg_runner import (
     ConsoleOutput,
+    ControlAck,
     Interrupt,
+    Ping,
     PtyClose,
     PtyClosed,
     PtyInput,
@@ -139,3 +141,19 @@ def test_bad_port_setting_is_a_clear_error(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 2
     assert "KRAKEN_RUNNER_PORT_BASE is not a number: 'abc'" in proc.stderr
+
+
+def test_pty_input_a_shell_does_not_read_never_stalls_the_runner(runner: RunnerProcess
+                                                                  ) -> None:
+    client = runner.client
+    client.send(PtyOpen(stream_id="t3"))
+    client.send(PtyInput(stream_id="t3", data=b"sleep 6; echo woke-$((2+3))\n"))
+    pty_until(runner, "t3", b"sleep 6")  # the shell echoed the command and sleeps
+    paste = b"".join(b"# pasted line %05d\n" % i for i in range(5000))  # ~100 kB
+    client.send(PtyInput(stream_id="t3", data=paste))
+    client.send(PtyInput(stream_id="t3", data=b"echo after-$((3+4))\n"))
+    # the terminal holds ~4 kB; the rest waits in the runner, whose I/O thread goes on
+    pong = client.control_reply(Ping(), timeout_ms=2000)  # not after the sleep
+    assert isinstance(pong, ControlAck) and pong.ok
+    out = pty_until(runner, "t3", b"after-7\r\n")
+    assert b"woke-5" in out and b"# pasted line 04999" in out
