@@ -73,6 +73,7 @@ class Kernel:
     runner: RunnerClient
     runs: KernelRuns
     features: list[str]
+    labels: dict[str, str] = field(default_factory=dict)  # the image's (services, ...)
     busy: bool = False  # being destroyed or restarted: its die events are expected
     last_pong: float = field(default_factory=time.monotonic)  # the runner's last answer
     silent_cpu: tuple[float, int] | None = None  # (when, cpu ms) sampled while it is silent
@@ -223,7 +224,7 @@ class KernelRegistry:
         holder.append(runs)
         return Kernel(kernel_id=info.kernel_id, container_id=info.container_id,
                       scratch=scratch, slots=slots, runner=runner, runs=runs,
-                      features=image_features(labels))
+                      features=image_features(labels), labels=dict(labels))
 
     # ---- destroy / restart -------------------------------------------------------------
 
@@ -290,7 +291,7 @@ class KernelRegistry:
                                                self._cfg.docker.stop_timeout,
                                                self._cfg.docker.network)
             fresh = self._adopt(info, kernel.scratch, kernel.slots, info.labels)
-            kernel.runner, kernel.runs = fresh.runner, fresh.runs
+            kernel.runner, kernel.runs, kernel.labels = fresh.runner, fresh.runs, fresh.labels
             await kernel.runner.wait_ready(self._cfg.runner.ready_timeout)
             kernel.last_pong = time.monotonic()
         finally:
