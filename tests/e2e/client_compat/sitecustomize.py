@@ -7,8 +7,8 @@ still open). Python 3.10 removed that argument; the loop the client passes is al
 running one, so dropping it changes nothing else.
 
 Nothing is installed: a test puts this directory on the client's ``PYTHONPATH`` and Python
-imports ``sitecustomize`` at start-up (docs/api.md, "Service proxies"). The client's own
-files are untouched.
+imports ``sitecustomize`` at start-up (docs/runner.md, "The Jupyter service"). The
+client's own files are untouched.
 """
 from __future__ import annotations
 
