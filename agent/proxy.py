@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 CONNECT_RETRY = 0.2  # seconds between connection attempts while a service starts
 PROBE_INTERVAL = 1.0  # seconds between asking the runner whether the service still runs
 CLOSE_GRACE = 2.0  # seconds a closing socket may take to flush before it is aborted
+DETAIL_CHARS = 500  # of a runner's reason, passed on to the client
 
 
 class ProxySink(Protocol):
@@ -66,8 +67,9 @@ def _failed(service: ServicePort, status: ServiceStatus) -> ServiceStartFailed |
     """The error a runner's answer means, or None if the service is (being) started."""
     if status.state in ("started", "running"):
         return None
-    if status.state == "failed":
-        return ServiceStartFailed(f"service {service.name!r} cannot start: {status.detail}")
+    if status.state == "failed":  # the runner's words, bounded: it runs in the session
+        return ServiceStartFailed(f"service {service.name!r} cannot start: "
+                                  f"{str(status.detail)[:DETAIL_CHARS]}")
     return ServiceStartFailed(f"service {service.name!r} exited (status {status.last_exit}) "
                               "before it accepted connections")
 
