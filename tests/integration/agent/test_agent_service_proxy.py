@@ -76,13 +76,16 @@ class LocalProxy:
             await self.server.wait_closed()
 
 
+async def require_jupyter_image() -> None:
+    if "jupyter" not in [s.name for s in service_ports(await harness_image_labels())]:
+        pytest.skip(f"{IMAGE} offers no jupyter service: rebuild it "
+                    "(python -m kernels.build python)")
+
+
 @pytest.fixture
 async def jupyter_session(manager: FakeManager,
                           harness: AgentHarness) -> AsyncIterator[tuple[Agent, str]]:
-    labels = await harness_image_labels()
-    if "jupyter" not in [s.name for s in service_ports(labels)]:
-        pytest.skip(f"{IMAGE} offers no jupyter service: rebuild it "
-                    "(python -m kernels.build python)")
+    await require_jupyter_image()
     agent = await harness.start()
     await manager.next_join()
     made = await manager.call(harness.create_msg())
@@ -151,3 +154,25 @@ async def test_a_jupyter_kernel_runs_code_through_the_relay(
     assert visit.api_version.startswith("6.")
     assert visit.result == "42"
     assert all(h.closed for h in proxy.handlers)
+
+
+async def test_a_restarted_agent_reaches_the_running_service(
+        manager: FakeManager, harness: AgentHarness) -> None:
+    """The service's port comes from the container's labels after a recovery, and the
+    Jupyter the runner started before the restart is used, not started twice."""
+    await require_jupyter_image()
+    first = await harness.start()
+    await manager.next_join()
+    made = await manager.call(harness.create_msg())
+    assert isinstance(made, KernelCreated), made
+    request = b"GET /api HTTP/1.1\r\nHost: localhost:8090\r\nConnection: close\r\n\r\n"
+    before, _ = await raw_http(first, made.kernel_id, request)
+    assert before.startswith(b"HTTP/1.1 200")
+    await harness.stop(first)
+    second = await harness.start()
+    join = await manager.next_join()
+    assert join.kernels == [made.kernel_id]
+    status = await second.kernels.get(made.kernel_id).runner.start_service("jupyter", probe=True)
+    assert status.state == "running"  # the runner kept it across the agent's restart
+    after, _ = await raw_http(second, made.kernel_id, request)
+    assert after.startswith(b"HTTP/1.1 200")
