@@ -79,6 +79,7 @@ class Kernel:
     runs: KernelRuns
     features: list[str]
     terminals: Terminals
+    labels: dict[str, str] = field(default_factory=dict)  # the image's (services, ...)
     busy: bool = False  # being destroyed or restarted: its die events are expected
     last_pong: float = field(default_factory=time.monotonic)  # the runner's last answer
     silent_cpu: tuple[float, int] | None = None  # (when, cpu ms) sampled while it is silent
@@ -239,7 +240,8 @@ class KernelRegistry:
         holder.append((runs, terminals))
         return Kernel(kernel_id=info.kernel_id, container_id=info.container_id,
                       scratch=scratch, slots=slots, runner=runner, runs=runs,
-                      features=image_features(labels), terminals=terminals)
+                      features=image_features(labels), terminals=terminals,
+                      labels=dict(labels))
 
     # ---- destroy / restart -------------------------------------------------------------
 
@@ -317,7 +319,7 @@ class KernelRegistry:
                                                self._cfg.docker.stop_timeout,
                                                self._cfg.docker.network)
             fresh = self._adopt(info, kernel.scratch, kernel.slots, info.labels)
-            kernel.runner, kernel.runs = fresh.runner, fresh.runs
+            kernel.runner, kernel.runs, kernel.labels = fresh.runner, fresh.runs, fresh.labels
             kernel.terminals = fresh.terminals
             await kernel.runner.wait_ready(self._cfg.runner.ready_timeout)
             kernel.last_pong = time.monotonic()

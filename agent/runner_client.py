@@ -1,7 +1,7 @@
 """The agent's ZeroMQ client to the runner inside one kernel container.
 
 PUSH → port 2000 (runs, input, completion), PULL ← port 2001 (output), DEALER →
-port 2002 (control: ping, interrupt, shutdown, status; never queued behind a run). All
+port 2002 (control: ping, interrupt, shutdown, status, services; never queued behind a run). All
 three connect to the container's address on the kernels network, so a client can be
 rebuilt at any time — after an agent restart, or a container restart — and
 simply reconnects.
@@ -27,7 +27,7 @@ import zmq
 import zmq.asyncio
 
 from common.codec import Message, WireFormatError
-from common.errors import AgentTimeout, KernelExecutionFailed, ProtocolError
+from common.errors import AgentTimeout, KernelExecutionFailed, ProtocolError, ServiceStartFailed
 from common.limits import MAX_MESSAGE_BYTES, MAX_OUTPUT_MESSAGE_BYTES, OUTPUT_RCVHWM
 from common.msg_runner import (
     CONTROL_PORT,
@@ -42,7 +42,9 @@ from common.msg_runner import (
     Ping,
     RunnerReady,
     RunnerStatus,
+    ServiceStatus,
     Shutdown,
+    StartService,
 )
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ class RunnerClient:
         self._control = self._socket(zmq.DEALER, CONTROL_PORT)
         self._control_ids = itertools.count(1)
         self._control_waiting: dict[int, asyncio.Future[Message]] = {}
-        self._status_waiting: set[int] = set()
+        self._status_waiting: set[int] = set()  # requests an older runner cannot decode
         self._completions: dict[int, asyncio.Future[list[str]]] = {}
         self._req_ids = itertools.count(1)
         self.features: list[str] = []
@@ -149,8 +151,8 @@ class RunnerClient:
 
     def _answer_undecodable(self, msg: Message) -> None:
         """An older runner answers a control message it does not know with an uncorrelated
-        ``ControlAck(ok=False)``; the only such message the agent sends is ``get-status``,
-        so that answer goes to the status requests waiting (which then read "unknown")."""
+        ``ControlAck(ok=False)``; the agent sends only ``get-status`` and ``start-service``
+        of those, so that answer goes to those requests waiting (which then read "unknown")."""
         for corr_id in list(self._status_waiting):
             fut = self._control_waiting.pop(corr_id, None)
             if fut is not None and not fut.done():
@@ -162,7 +164,7 @@ class RunnerClient:
         corr_id = next(self._control_ids)
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._control_waiting[corr_id] = fut
-        if isinstance(msg, GetStatus):
+        if isinstance(msg, (GetStatus, StartService)):
             self._status_waiting.add(corr_id)
         try:
             await self._control.send(RUNNER_PROTOCOL.encode(msg, corr_id))
@@ -183,6 +185,15 @@ class RunnerClient:
         """What the runner is running now; None if it cannot say (an older runner)."""
         reply = await self.control_request(GetStatus(), timeout)
         return reply if isinstance(reply, RunnerStatus) else None
+
+    async def start_service(self, name: str, probe: bool = False,
+                            timeout: float = STATUS_TIMEOUT) -> ServiceStatus:
+        """Ask the runner to start the image's service ``name`` (``probe``: only report)."""
+        reply = await self.control_request(StartService(name=name, probe=probe), timeout)
+        if not isinstance(reply, ServiceStatus):
+            raise ServiceStartFailed("this session's runner cannot start services "
+                                     "(an image older than the service proxy)")
+        return reply
 
     async def wait_ready(self, timeout: float) -> None:
         """Ping the control socket until the runner answers, for at most ``timeout``."""

@@ -28,7 +28,7 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     │   ├── PathNotFound (404 path-not-found)
     │   │   └── VFolderPathNotFound (404 vfolder-path-not-found)
     │   ├── InvitationNotFound (404 vfolder-invitation-not-found)
-    │   ├── ServiceNotFound (404 service-not-found): no such service/terminal/run
+    │   ├── ServiceNotFound (404 service-not-found): no such service, terminal or run
     │   └── UnsupportedAPIVersion (404 unsupported-api-version)
     ├── MethodNotAllowed (405 method-not-allowed)
     ├── ResourceLimitExceeded (406 resource-limit-exceeded)
@@ -43,8 +43,10 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     ├── KernelCreationFailed (500 kernel-creation-failed)
     ├── KernelCreationCancelled (409 kernel-creation-cancelled)
     ├── KernelExecutionFailed (500 kernel-execution-failed)
+    ├── InvalidImageLabel (500 invalid-image-label): an image label the agent cannot use
     ├── AgentError (502 agent-error)
-    │   └── ProtocolError (502 protocol-error)
+    │   ├── ProtocolError (502 protocol-error)
+    │   └── ServiceStartFailed (502 service-start-failed): a service did not come up
     └── ServiceUnavailable (503 service-unavailable)
         ├── NoAgentAvailable (503 no-agent-available)
         ├── AgentUnavailable (503 agent-unavailable)
@@ -228,12 +230,20 @@ class KernelExecutionFailed(KrakenError):
     slug, title = "kernel-execution-failed", "Kernel execution failed"
 
 
+class InvalidImageLabel(KrakenError):
+    slug, title = "invalid-image-label", "The session's image has an invalid label"
+
+
 class AgentError(KrakenError):
     status, slug, title = 502, "agent-error", "The agent reported an error"
 
 
 class ProtocolError(AgentError):
     slug, title = "protocol-error", "Malformed or unexpected wire message"
+
+
+class ServiceStartFailed(AgentError):
+    slug, title = "service-start-failed", "The session's service did not start"
 
 
 class ServiceUnavailable(KrakenError):

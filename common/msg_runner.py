@@ -7,7 +7,8 @@ Sockets, all bound by the runner inside the container and connected by the agent
 - port 2001, runner PUSH  → agent PULL:   RunnerReady, ConsoleOutput, WaitingInput,
                                           RunFinished, Completions, PtyOutput, PtyClosed
 - port 2002, runner ROUTER ⇄ agent DEALER (control): Ping, Interrupt, Shutdown → ControlAck;
-                                          GetStatus → RunnerStatus (v1 addition)
+                                          GetStatus → RunnerStatus (v1 addition);
+                                          StartService → ServiceStatus (v1 addition)
 
 The control socket is served by its own thread in the runner, so an interrupt never
 queues behind a running execute. See docs/protocol.md.
@@ -181,3 +182,28 @@ class RunnerStatus(Message):
     state: str = "idle"
     prompt: str = ""
     is_password: bool = False
+
+
+@RUNNER_PROTOCOL.message("start-service")
+class StartService(Message):
+    """Start the image's service ``name`` unless it runs (the proxy's first connection).
+
+    The runner reads ``common.services.SERVICE_DEFS_DIR/<name>.json`` and starts its
+    ``argv`` once, as the session user in the work directory; a second request while it
+    runs changes nothing. ``probe``: only report, never start. A runner older than this
+    message answers ``ControlAck(ok=False)``."""
+
+    name: str
+    probe: bool = False
+
+
+@RUNNER_PROTOCOL.message("service-status")
+class ServiceStatus(Message):
+    """``state``: "started" (by this request), "running" (it already ran), "stopped"
+    (a probe: not running), or "failed" (it cannot be started: ``detail`` says why).
+    ``last_exit``: how its previous process ended (exit code, or 128 + signal), if one did."""
+
+    name: str
+    state: str
+    detail: str = ""
+    last_exit: int | None = None

@@ -15,6 +15,7 @@ WINDOW_BYTES = 256 << 10  # unacknowledged bytes in flight, per stream and direc
 PTY_SCROLLBACK_BYTES = 64 << 10  # recent terminal output a re-attached client receives
 PTY_PENDING_BYTES = 1 << 20  # terminal output held for one slow client before dropping
 PROXY_READ_BYTES = 64 << 10  # one read from a proxied socket, one stream-data
+SERVICE_START_TIMEOUT = 30.0  # seconds a proxy stream-start waits for its service's port
 EXECUTE_LOG_LINGER = 300.0  # seconds a finished run's stream stays resumable
 DEFAULT_TERM = "default"
 # an execute stream's last message has one of these statuses (seed 004 §2.9.6)

@@ -33,7 +33,8 @@ PYTHON_IMAGE = "kraken/python:latest"
 PYTHON_TAGS = (PYTHON_IMAGE, "kraken/python:3.11")
 SUITE = "bookworm"
 RUNNER_SOURCES = ("common/__init__.py", "common/codec.py", "common/console.py",
-                  "common/limits.py", "common/msg_runner.py", "kernels/__init__.py")
+                  "common/errors.py", "common/limits.py", "common/msg_runner.py",
+                  "common/services.py", "kernels/__init__.py")
 
 
 class BuildError(Exception):

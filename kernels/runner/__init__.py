@@ -11,9 +11,11 @@ batch steps. Modules:
 - ``query``     — query mode (persistent globals) and completion
 - ``batch``     — batch mode (clean → build → exec as bash commands)
 - ``ptys``      — pseudo-terminal streams
+- ``services``  — the image's services (Jupyter, ...), started on demand for the proxy
 - ``server``    — the sockets, the dispatch table and the main loop
 - ``media``     — a tiny helper user code imports to emit HTML and media items
 
-It imports only the standard library, pyzmq, msgpack and ``common.codec`` /
-``common.msg_runner``, and stays compatible with Debian bookworm's pyzmq 24.
+It imports only the standard library, pyzmq, msgpack and ``common.codec``,
+``common.msg_runner``, ``common.services`` and ``common.errors``, and stays compatible
+with Debian bookworm's pyzmq 24.
 """

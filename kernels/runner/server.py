@@ -42,13 +42,16 @@ from common.msg_runner import (
     RunnerReady,
     RunnerStatus,
     RunQuery,
+    ServiceStatus,
     Shutdown,
+    StartService,
 )
 from kernels.runner.batch import BatchRunner
 from kernels.runner.console import ConsoleWriter, CurrentRun, InputBroker
 from kernels.runner.outbox import Outbox
 from kernels.runner.ptys import PtyError, PtyTable
 from kernels.runner.query import QueryEngine, Terminate
+from kernels.runner.services import ServiceTable
 from kernels.runner.settings import Settings, SettingsError
 
 FEATURES = ["query", "batch", "completion", "interrupt", "user-input", "pty", "media"]
@@ -73,6 +76,7 @@ class Runner:
         self.children: set[int] = set()
         self.batch = BatchRunner(settings, self.outbox, self._track_child)
         self.ptys = PtyTable(settings.workdir)
+        self.services = ServiceTable(settings.services_dir, settings.workdir)
         self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.stopping = threading.Event()  # no new jobs; the main loop ends
         self.io_done = threading.Event()  # set by the main thread once jobs are over
@@ -94,6 +98,7 @@ class Runner:
             Interrupt.msg_type: self._on_interrupt,
             Shutdown.msg_type: self._on_shutdown,
             GetStatus.msg_type: self._on_get_status,
+            StartService.msg_type: self._on_start_service,
         }
         self.ctx = zmq.Context()
         self.input_sock = self._bind(zmq.PULL, settings.input_endpoint, MAX_MESSAGE_BYTES)
@@ -167,6 +172,10 @@ class Runner:
         active = self.active_run
         return RunnerStatus(run_id=active, state="running") if active else RunnerStatus()
 
+    def _on_start_service(self, msg: Message) -> ServiceStatus:
+        assert isinstance(msg, StartService)
+        return self.services.request(msg.name, bool(msg.probe))
+
     def _on_shutdown(self, _msg: Message) -> ControlAck:
         self.stopping.set()
         self.jobs.put(None)
@@ -235,6 +244,7 @@ class Runner:
             self._queue_out(self.outbox.drain())
         self._flush()
         if not ready:
+            self.services.reap()
             self._reap_orphans()
 
     def _serve_input(self) -> None:
@@ -307,7 +317,8 @@ class Runner:
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 return
-            if info is None or info.si_pid in self.children or self.ptys.owns(info.si_pid):
+            if info is None or info.si_pid in self.children or self.ptys.owns(info.si_pid) \
+                    or self.services.owns(info.si_pid):
                 return
             os.waitpid(info.si_pid, 0)
 
@@ -348,6 +359,7 @@ class Runner:
             self.outbox.wake()
             io_thread.join()
             self.ptys.close_all()
+            self.services.close_all()
             self.close()
 
     def _main_loop(self) -> None:

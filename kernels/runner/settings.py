@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.msg_runner import CONTROL_PORT, INPUT_PORT, OUTPUT_PORT
+from common.services import SERVICE_DEFS_DIR
 
 
 class SettingsError(ValueError):
@@ -23,6 +24,7 @@ class Settings:
     default_clean: str = ""
     default_build: str = ""
     default_exec: str = ""
+    services_dir: Path = Path(SERVICE_DEFS_DIR)  # the image's service definitions
 
     @property
     def input_endpoint(self) -> str:
@@ -55,4 +57,5 @@ class Settings:
             default_clean=env.get("KRAKEN_BATCH_DEFAULT_CLEAN", ""),
             default_build=env.get("KRAKEN_BATCH_DEFAULT_BUILD", ""),
             default_exec=env.get("KRAKEN_BATCH_DEFAULT_EXEC", ""),
+            services_dir=Path(env.get("KRAKEN_RUNNER_SERVICES_DIR") or SERVICE_DEFS_DIR),
         )

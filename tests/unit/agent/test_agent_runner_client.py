@@ -14,6 +14,7 @@ import zmq
 import zmq.asyncio
 
 from agent.runner_client import RunnerClient
+from common.errors import ServiceStartFailed
 from common.msg_runner import (
     CONTROL_PORT,
     RUNNER_PROTOCOL,
@@ -80,8 +81,8 @@ async def test_an_older_runner_that_cannot_say_answers_unknown_at_once(
             frames = await old.recv_multipart()
             try:
                 _msg, corr_id = RUNNER_PROTOCOL.decode(frames[-1])
-                if _msg.msg_type == "get-status":  # unknown to a runner of before issue 8
-                    raise ValueError("unknown message type 'get-status'")
+                if _msg.msg_type in ("get-status", "start-service"):  # unknown to old runners
+                    raise ValueError(f"unknown message type {_msg.msg_type!r}")
                 reply, corr = ControlAck(detail="pong"), -corr_id
             except ValueError as e:
                 reply, corr = ControlAck(ok=False, detail=str(e)), 0
@@ -94,6 +95,10 @@ async def test_an_older_runner_that_cannot_say_answers_unknown_at_once(
         assert (await client.control(Ping(), 5)).ok
         t0 = time.monotonic()
         assert await client.status() is None
+        assert time.monotonic() - t0 < 1.0
+        t0 = time.monotonic()
+        with pytest.raises(ServiceStartFailed, match="older than the service proxy"):
+            await client.start_service("jupyter")  # unknown before issue 9 as well
         assert time.monotonic() - t0 < 1.0
     finally:
         server.cancel()
