@@ -32,7 +32,7 @@ from common.msg_agent import (
     StreamStart,
     StreamStarted,
 )
-from common.streams import WINDOW_BYTES, cost
+from common.streams import SERVICE_START_TIMEOUT, WINDOW_BYTES, cost
 from manager.registry import AgentRegistry
 from manager.replica import public_info
 
@@ -193,14 +193,21 @@ class StreamHub:
                                    "retry shortly")
         relay = Relay(self, uuid.uuid4().hex, agent_id, peer, kernel_id, kind)
         self._relays[relay.stream_id] = relay  # the agent may send before its reply lands
+        # a proxy may first wait for its service to start inside the session
+        timeout = max(self._start_timeout, SERVICE_START_TIMEOUT + 10) if kind == "proxy" \
+            else self._start_timeout
         try:
             reply = await self._registry.request(agent_id, StreamStart(
                 stream_id=relay.stream_id, kernel_id=kernel_id, kind=kind, params=params),
-                self._start_timeout)
+                timeout)
             relay.info = dict(expect(reply, StreamStarted).info or {})
         except BaseException:
             self.forget(relay)
             relay.closed = relay.closed or "not started"
+            # the agent may have started it after all (a timeout, a cancelled client)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.send(peer, StreamClose(stream_id=relay.stream_id,
+                                                                 reason="not started")))
             raise
         if relay.closed is None and self._registry.peer_of(agent_id) != peer:
             relay._ended("the agent's connection was replaced")
