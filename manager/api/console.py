@@ -6,11 +6,17 @@ short-lived session: an HTTP-only, SameSite=Strict cookie plus a CSRF token
 (double submit: a readable cookie the page's JS copies into ``X-Kraken-CSRF``, which
 must match the token stored with the session). The cookie is accepted only on the
 GraphQL endpoint; every other route still needs a signature. See docs/admin.md.
+
+``/console/sessions/<name>/terminal`` is the browser terminal (xterm.js on the session's
+PTY stream). The page is static and holds nothing: the stream itself is authorised by the
+cookie plus ``?csrf=`` (or by a signature, e.g. through ``backend.ai proxy``). See
+docs/console.md.
 """
 from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -30,6 +36,7 @@ CSRF_COOKIE = "kraken_csrf"
 CSRF_HEADER = "X-Kraken-CSRF"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DUMMY_SECRET = "x" * 40
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -135,15 +142,21 @@ async def logout(request: web.Request) -> web.Response:
     return resp
 
 
-def add_routes(app: web.Application) -> None:
-    page = (STATIC_DIR / "console" / "index.html").read_bytes()
+def _page(name: str) -> Handler:
+    body = (STATIC_DIR / name / "index.html").read_bytes()
 
-    async def index(_request: web.Request) -> web.Response:
-        return web.Response(body=page, content_type="text/html", charset="utf-8",
+    async def serve(_request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="text/html", charset="utf-8",
                             headers=SECURITY_HEADERS)
+    return serve
 
+
+def add_routes(app: web.Application) -> None:
+    index = _page("console")
     app.router.add_get("/console", index)
     app.router.add_get("/console/", index)
+    # the session name stays in the path: `backend.ai proxy` drops query strings
+    app.router.add_get("/console/sessions/{name}/terminal", _page("terminal"))
     app.router.add_post("/console/login", login)
     app.router.add_get("/console/session", whoami)
     app.router.add_post("/console/logout", logout)
