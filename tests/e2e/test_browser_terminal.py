@@ -65,6 +65,7 @@ def test_terminal_echoes_and_follows_the_window(browser: Any, cluster: Cluster,
                                                 session: str) -> None:
     browser.set_window_size(1200, 800)
     sign_in(browser, cluster)
+    js_errors(browser)  # only the terminal page's own errors count below
     browser.get(f"{cluster.endpoint}/console/sessions/{session}/terminal")
     wait(browser, connected)
     type_line(browser, "echo $((6*7))")
