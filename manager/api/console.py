@@ -6,17 +6,11 @@ short-lived session: an HTTP-only, SameSite=Strict cookie plus a CSRF token
 (double submit: a readable cookie the page's JS copies into ``X-Kraken-CSRF``, which
 must match the token stored with the session). The cookie is accepted only on the
 GraphQL endpoint; every other route still needs a signature. See docs/admin.md.
-
-``/console/sessions/<name>/terminal`` is the browser terminal (xterm.js on the session's
-PTY stream). The page is static and holds nothing: the stream itself is authorised by the
-cookie plus ``?csrf=`` (or by a signature, e.g. through ``backend.ai proxy``). See
-docs/console.md.
 """
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -36,7 +30,6 @@ CSRF_COOKIE = "kraken_csrf"
 CSRF_HEADER = "X-Kraken-CSRF"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DUMMY_SECRET = "x" * 40
-Handler = Callable[[web.Request], Awaitable[web.Response]]
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -142,21 +135,27 @@ async def logout(request: web.Request) -> web.Response:
     return resp
 
 
-def _page(name: str) -> Handler:
-    body = (STATIC_DIR / name / "index.html").read_bytes()
-
-    async def serve(_request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="text/html", charset="utf-8",
-                            headers=SECURITY_HEADERS)
-    return serve
+def _html(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="text/html", charset="utf-8",
+                        headers=SECURITY_HEADERS)
 
 
 def add_routes(app: web.Application) -> None:
-    index = _page("console")
+    page = (STATIC_DIR / "console" / "index.html").read_bytes()
+    terminal = (STATIC_DIR / "terminal" / "index.html").read_bytes()
+
+    async def index(_request: web.Request) -> web.Response:
+        return _html(page)
+
+    async def terminal_page(_request: web.Request) -> web.Response:
+        """The browser terminal (docs/admin.md). Static, holds nothing: its stream is
+        authorised by the cookie + ``?csrf=``, or by a signature (``backend.ai proxy``)."""
+        return _html(terminal)
+
     app.router.add_get("/console", index)
     app.router.add_get("/console/", index)
-    # the session name stays in the path: `backend.ai proxy` drops query strings
-    app.router.add_get("/console/sessions/{name}/terminal", _page("terminal"))
+    # the session name is in the path: `backend.ai proxy` drops query strings
+    app.router.add_get("/console/sessions/{name}/terminal", terminal_page)
     app.router.add_post("/console/login", login)
     app.router.add_get("/console/session", whoami)
     app.router.add_post("/console/logout", logout)
