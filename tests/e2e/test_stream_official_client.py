@@ -49,17 +49,33 @@ async def frames(ws):
         assert msg.type == aiohttp.WSMsgType.TEXT, (msg.type, msg.data)
         yield json.loads(msg.data)
 
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+def screen(text):
+    """Terminal output as its lines look on screen: escape sequences dropped, and what
+    follows a carriage return written over the start of the line."""
+    lines = []
+    for raw in ANSI.sub("", text).split("\n"):
+        line = ""
+        for part in raw.split("\r"):
+            line = part + line[len(part):]
+        lines.append(line)
+    return "\n".join(lines)
+
 async def read_until(ws, pattern, seen):
-    """Read `out` frames into seen[0] until `pattern` matches a line of the output."""
+    """Read `out` frames into seen[0] until `pattern` matches a line of the screen."""
     async def loop():
         async for frame in frames(ws):
             assert frame["type"] == "out", frame
             seen[0] += base64.b64decode(frame["data"]).decode(errors="replace")
-            found = re.search(pattern, seen[0], re.MULTILINE)
+            found = re.search(pattern, screen(seen[0]), re.MULTILINE)
             if found:
                 return found
         raise AssertionError(f"stream closed before {pattern!r}; output {seen[0]!r}")
-    return await asyncio.wait_for(loop(), GUARD)
+    try:
+        return await asyncio.wait_for(loop(), GUARD)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"no {pattern!r} in {GUARD} s; output {seen[0]!r}") from None
 
 async def run_frames(ws, stop=("finished",), answer=None):
     """Execute frames until one whose status is in `stop`; `answer` replies to
@@ -73,7 +89,10 @@ async def run_frames(ws, stop=("finished",), answer=None):
             if frame.get("status") in stop:
                 return got
         raise AssertionError(f"stream closed before {stop}; frames {got!r}")
-    return await asyncio.wait_for(loop(), GUARD)
+    try:
+        return await asyncio.wait_for(loop(), GUARD)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"no status in {stop} in {GUARD} s; frames {got!r}") from None
 
 def stdout(frames):
     return "".join(text for f in frames for kind, text in f.get("console") or []
@@ -111,11 +130,11 @@ async def main():
         async with k.stream_pty() as ws:
             seen = [""]
             await ws.send_str(stdin("echo $((6*7))\n"))
-            await read_until(ws, r"^42\r?$", seen)  # the output line, not the echoed command
+            await read_until(ws, r"^42$", seen)  # the output line, not the echoed command
             for rows, cols in ((31, 97), (20, 60)):
                 await ws.send_str(resize(rows, cols))
                 await ws.send_str(stdin(f"echo SZ $(stty size)\n"))
-                await read_until(ws, rf"^SZ {rows} {cols}\r?$", seen)
+                await read_until(ws, rf"^SZ {rows} {cols}$", seen)
 ''')
 
 
@@ -218,5 +237,5 @@ async def main():
         async with k.stream_pty() as ws:
             seen = [""]
             await ws.send_str(stdin("echo $((6*7))\n"))
-            await read_until(ws, r"^42\r?$", seen)
+            await read_until(ws, r"^42$", seen)
 ''')
