@@ -104,9 +104,13 @@ def official_proxy(cluster: Cluster) -> Iterator[str]:
     try:
         cluster.wait(lambda: cluster.api_up(url), 30, "backend.ai proxy")
         yield url
-    finally:
+    finally:  # it waits for open WebSockets on SIGTERM: kill it if it takes long
         proc.terminate()
-        proc.wait(15)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def test_terminal_through_the_official_proxy(browser: Any, cluster: Cluster,
