@@ -81,6 +81,24 @@ def test_terminal_echoes_and_follows_the_window(browser: Any, cluster: Cluster,
     assert js_errors(browser) == []
 
 
+def test_terminal_reattaches_to_the_same_shell_after_a_drop(browser: Any, cluster: Cluster,
+                                                            session: str) -> None:
+    from selenium.webdriver.common.by import By
+    sign_in(browser, cluster)
+    browser.get(f"{cluster.endpoint}/console/sessions/{session}/terminal")
+    wait(browser, connected)
+    type_line(browser, "K=kra; echo ${K}ken")
+    wait(browser, lambda d: seen(d, r"^kraken\s*$"))
+    browser.execute_script("window.krakenTerminalSocket().close()")  # the connection drops
+    wait(browser, lambda d: seen(d, r"connection closed"))
+    browser.find_element(By.ID, "reconnect").click()
+    wait(browser, connected)
+    # the screen was cleared and the server replayed the shell's recent output
+    wait(browser, lambda d: seen(d, r"^kraken\s*$") and not seen(d, r"connection closed"))
+    type_line(browser, "echo ${K}2")
+    wait(browser, lambda d: seen(d, r"^kra2\s*$"))  # the same shell: K is still set
+
+
 def test_terminal_page_signed_out_points_to_the_console(browser: Any, cluster: Cluster,
                                                         session: str) -> None:
     from selenium.webdriver.common.by import By

@@ -24,7 +24,9 @@
   var term = new Terminal({ rendererType: "dom", cursorBlink: true, scrollback: 5000,
                             fontFamily: "monospace", fontSize: 14 });
   term.open($("terminal"));
-  window.krakenTerminal = term;  // for debugging and the browser test; holds no secret
+  // for debugging and the browser test (which drops the socket to test re-attach)
+  window.krakenTerminal = term;
+  window.krakenTerminalSocket = function () { return ws; };
 
   function csrfToken() {
     var m = document.cookie.match(/(?:^|;\s*)kraken_csrf=([^;]+)/);
