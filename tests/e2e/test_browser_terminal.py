@@ -99,6 +99,21 @@ def test_terminal_reattaches_to_the_same_shell_after_a_drop(browser: Any, cluste
     wait(browser, lambda d: seen(d, r"^kra2\s*$"))  # the same shell: K is still set
 
 
+def test_terminal_says_when_its_session_ends(browser: Any, bai: Run, cluster: Cluster,
+                                             session: str) -> None:
+    from selenium.webdriver.common.by import By
+    sign_in(browser, cluster)
+    browser.get(f"{cluster.endpoint}/console/sessions/{session}/terminal")
+    wait(browser, connected)
+    assert bai("terminate", session).returncode == 0
+    wait(browser, lambda d: seen(d, r"connection closed"))
+    assert browser.find_element(By.ID, "state").text == "disconnected"
+    browser.find_element(By.ID, "reconnect").click()  # the session is gone: refused
+    notice = wait(browser, lambda d: d.find_element(By.ID, "notice").is_displayed()
+                  and d.find_element(By.ID, "notice"))
+    assert "could not be opened" in notice.text and session in notice.text
+
+
 def test_terminal_page_signed_out_points_to_the_console(browser: Any, cluster: Cluster,
                                                         session: str) -> None:
     from selenium.webdriver.common.by import By
