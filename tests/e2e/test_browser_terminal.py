@@ -81,11 +81,17 @@ def test_terminal_echoes_and_follows_the_window(browser: Any, cluster: Cluster,
     assert js_errors(browser) == []
 
 
-def test_terminal_reattaches_to_the_same_shell_after_a_drop(browser: Any, cluster: Cluster,
+def test_terminal_from_the_console_reattaches_after_a_drop(browser: Any, cluster: Cluster,
                                                             session: str) -> None:
     from selenium.webdriver.common.by import By
     sign_in(browser, cluster)
-    browser.get(f"{cluster.endpoint}/console/sessions/{session}/terminal")
+    # opened from the console's bar, in a new tab
+    browser.find_element(By.ID, "term-session").send_keys(session)
+    browser.find_element(By.CSS_SELECTOR, "#term-form button").click()
+    console_tab = browser.current_window_handle
+    wait(browser, lambda d: len(d.window_handles) == 2)
+    browser.switch_to.window(next(h for h in browser.window_handles if h != console_tab))
+    assert browser.current_url.endswith(f"/console/sessions/{session}/terminal")
     wait(browser, connected)
     type_line(browser, "K=kra; echo ${K}ken")
     wait(browser, lambda d: seen(d, r"^kraken\s*$"))
