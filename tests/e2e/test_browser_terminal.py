@@ -70,6 +70,8 @@ def test_terminal_echoes_and_follows_the_window(browser: Any, cluster: Cluster,
     wait(browser, connected)
     type_line(browser, "echo $((6*7))")
     wait(browser, lambda d: seen(d, r"^42\s*$"))  # the output line, not the echoed command
+    type_line(browser, "echo h\u00e9llo w\u00f6rld \u2192 \u03bb")  # UTF-8 both ways
+    wait(browser, lambda d: seen(d, "^h\u00e9llo w\u00f6rld \u2192 \u03bb\\s*$"))
 
     before = stty_size(browser, "S1")
     assert before == tuple(browser.execute_script(SIZE_JS))  # the pty has the page's size

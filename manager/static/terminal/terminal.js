@@ -8,6 +8,7 @@
   "use strict";
   var PING_MS = 30000;
   var RESIZE_DEBOUNCE_MS = 100;
+  var STDIN_CHUNK = 65536;  // bytes of input per frame, well below the server's frame cap
   function $(id) { return document.getElementById(id); }
 
   var match = window.location.pathname.match(/^\/console\/sessions\/([^/]+)\/terminal\/?$/);
@@ -33,13 +34,19 @@
     return m ? decodeURIComponent(m[1]) : "";
   }
 
-  function toBase64(text) {  // UTF-8 bytes → base64, chunked so a big paste cannot blow the stack
-    var bytes = new TextEncoder().encode(text);
+  function toBase64(bytes) {  // in slices, so a big paste cannot overflow the call stack
     var bin = "";
     for (var i = 0; i < bytes.length; i += 0x8000) {
       bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
     }
     return btoa(bin);
+  }
+
+  function sendInput(text) {  // UTF-8, a stdin frame per STDIN_CHUNK bytes (frames are capped)
+    var bytes = new TextEncoder().encode(text);
+    for (var i = 0; i < bytes.length; i += STDIN_CHUNK) {
+      send({ type: "stdin", chars: toBase64(bytes.subarray(i, i + STDIN_CHUNK)) });
+    }
   }
 
   function fromBase64(b64) {
@@ -143,7 +150,7 @@
 
   term.on("data", function (data) {
     if (ws !== null) {
-      send({ type: "stdin", chars: toBase64(data) });
+      sendInput(data);
     } else if (data === "\r") {
       connect();
     }
