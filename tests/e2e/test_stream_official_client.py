@@ -157,6 +157,19 @@ async def main():
 ''')
 
 
+def test_stream_execute_batch_mode(client_py: Run) -> None:
+    sdk(client_py, r'''
+async def main():
+    async with AsyncSession() as s, session(s, "e2e-sbatch") as k:
+        opts = {"build": "echo 'print(6 * 7)' > six.py", "exec": "python3 six.py"}
+        async with k.stream_execute(mode="batch", opts=opts) as ws:
+            got = await run_frames(ws)
+        check_seq(got)
+        assert got[-1]["status"] == "finished" and got[-1]["exitCode"] == 0, got
+        assert "42\n" in stdout(got), got
+''')
+
+
 def test_stream_execute_waiting_input_round_trip(client_py: Run) -> None:
     sdk(client_py, r'''
 async def main():
