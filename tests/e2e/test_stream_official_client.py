@@ -1,6 +1,7 @@
 """Streaming (seed 004 §2.12) through the official backend.ai-client==18.12.3 SDK,
 unmodified: `stream_pty()` echoes and follows resizes, `stream_execute()` streams console
-items with increasing `seq` and answers `waiting-input`, a dropped execute stream resumes
+items with increasing `seq` (query and batch mode) and answers `waiting-input`, a dropped
+execute stream resumes
 with exactly what it missed, and another keypair's session is refused before the upgrade.
 
 Each test runs a snippet in the client's own venv (`client_py`); the snippet prints `OK`
