@@ -52,6 +52,11 @@ class SignedClient:
             text = await resp.text()
             return resp.status, (json.loads(text) if text else None)
 
+    def ws_connect(self, path: str) -> Any:
+        """A signed WebSocket upgrade of ``path`` (which may carry a query string)."""
+        url = URL(str(self.endpoint.with_path("")).rstrip("/") + path, encoded=True)
+        return self.session.ws_connect(url, headers=self._headers("GET", path))
+
 
 def percentile(samples: list[float], pct: float) -> float:
     ordered = sorted(samples)

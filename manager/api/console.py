@@ -151,15 +151,27 @@ async def logout(request: web.Request) -> web.Response:
     return resp
 
 
+def _html(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="text/html", charset="utf-8",
+                        headers=SECURITY_HEADERS)
+
+
 def add_routes(app: web.Application) -> None:
     page = (STATIC_DIR / "console" / "index.html").read_bytes()
+    terminal = (STATIC_DIR / "terminal" / "index.html").read_bytes()
 
     async def index(_request: web.Request) -> web.Response:
-        return web.Response(body=page, content_type="text/html", charset="utf-8",
-                            headers=SECURITY_HEADERS)
+        return _html(page)
+
+    async def terminal_page(_request: web.Request) -> web.Response:
+        """The browser terminal (docs/admin.md). Static, holds nothing: its stream is
+        authorised by the cookie + ``?csrf=``, or by a signature (``backend.ai proxy``)."""
+        return _html(terminal)
 
     app.router.add_get("/console", index)
     app.router.add_get("/console/", index)
+    # the session name is in the path: `backend.ai proxy` drops query strings
+    app.router.add_get("/console/sessions/{name}/terminal", terminal_page)
     app.router.add_post("/console/login", login)
     app.router.add_get("/console/session", whoami)
     app.router.add_post("/console/logout", logout)

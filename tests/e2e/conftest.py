@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from tests.e2e.browser import browser  # noqa: F401  (fixture: headless Chromium)
 from tests.e2e.cluster import ROOT, Cluster
 
 CLIENT_VENV = Path(os.environ.get("KRAKEN_CLIENT_VENV", ROOT / "var" / "client-venv"))

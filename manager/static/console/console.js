@@ -65,7 +65,17 @@
     });
   }
 
+  function onOpenTerminal(event) {  // the browser terminal, in a new tab
+    event.preventDefault();
+    var name = $("term-session").value.trim();
+    if (name) {
+      window.open("/console/sessions/" + encodeURIComponent(name) + "/terminal", "_blank",
+                  "noopener");
+    }
+  }
+
   $("login").addEventListener("submit", onLogin);
+  $("term-form").addEventListener("submit", onOpenTerminal);
   $("logout-btn").addEventListener("click", onLogout);
   fetch("/console/session", { credentials: "same-origin" }).then(function (resp) {
     return resp.ok ? resp.json().then(showIde) : showLogin("");
