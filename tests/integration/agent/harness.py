@@ -160,7 +160,14 @@ class AgentHarness:
         async with aiodocker.Docker() as docker:
             rows = await docker.containers.list(
                 all=True, filters={"label": [f"ai.backend.agent-id={self.agent_id}"]})
-            return [await c.show() for c in rows]
+            shown = []
+            for c in rows:
+                try:
+                    shown.append(await c.show())
+                except aiodocker.DockerError as e:  # removed between the list and now
+                    if e.status != 404:
+                        raise
+            return shown
 
     async def teardown(self) -> None:
         for agent in list(self.agents):
