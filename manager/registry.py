@@ -224,7 +224,7 @@ class AgentRegistry:
         if not hmac.compare_digest(str(msg.token).encode(), self._token):
             log.warning("agent %r presented a bad join token; refused", msg.agent_id)
             return ErrorReply(error_type="unauthorized", detail="bad join token")
-        if not policies.NAME.fullmatch(msg.group):
+        if not isinstance(msg.group, str) or not policies.NAME.fullmatch(msg.group):
             return ErrorReply(error_type="invalid-api-params",
                               detail="the agent group name must be 1-64 of A-Z a-z 0-9 . _ -")
         agent_id = AgentId(msg.agent_id)
