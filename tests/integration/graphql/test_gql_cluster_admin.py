@@ -131,10 +131,14 @@ async def test_admin_manages_resource_policies(harness: Harness) -> None:
         modify_keypair(access_key: $ak, props: {resource_policy: "student"}) { ok } }""",
                      admin, ak=harness.access_key)
     assert data["modify_keypair"]["ok"]
-    status, data = await gql(harness, """mutation($ak: String!) {
-        modify_keypair(access_key: $ak, props: {resource_policy: "gold"}) { ok } }""",
-                             {"ak": harness.access_key}, keys=admin)
-    assert status == 400 and "no keypair resource policy named 'gold'" in str(data)
+    data = await _ok(harness, """mutation($ak: String!) {
+        modify_keypair(access_key: $ak, props: {resource_policy: "gold"}) { ok msg }
+        create_keypair(user_id: "u2", props: {resource_policy: "gold"}) { ok msg } }""",
+                     admin, ak=harness.access_key)
+    assert data == {"modify_keypair": {"ok": False,
+                                       "msg": "no keypair resource policy named 'gold'"},
+                    "create_keypair": {"ok": False,
+                                       "msg": "no keypair resource policy named 'gold'"}}
     await harness.agent(cpu="64", mem=str(64 * GIB))
     assert (await harness.create("one-a", instanceCores=1))[0] == 201
     status, body = await harness.create("two-b", instanceCores=1.5)
