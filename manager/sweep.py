@@ -93,7 +93,7 @@ class Sweeper:
             for row in (await conn.execute(lifetime_overdue(BATCH))).all():
                 action = Action(Act.MARK_AND_DESTROY, str(row.id), SessionStatus.RUNNING,
                                 SessionStatus.TERMINATING, LIFETIME_EXCEEDED)
-                decided.append((row.agent_id, action, 0.0))
+                decided.append((row.agent_id, action, (now - row.created_at).total_seconds()))
                 done += await apply_marks(conn, row.agent_id, [action])
         for agent_id, action, age in decided:
             log.warning("sweep: session %s %s for %.0fs: %s → %s (%s)", action.kernel_id,

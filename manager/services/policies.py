@@ -182,7 +182,8 @@ def lifetime_overdue(limit: int) -> sa.Select[Any]:
     """RUNNING sessions older than their keypair policy's ``max_session_lifetime``
     (oldest first, at most ``limit``, locked, skipping rows another transaction holds)."""
     lifetime = keypair_resource_policies.c.max_session_lifetime
-    return (sa.select(kernels.c.id, kernels.c.agent_id).select_from(kernels)
+    return (sa.select(kernels.c.id, kernels.c.agent_id, kernels.c.created_at)
+            .select_from(kernels)
             .join(keypair_resource_policies,
                   keypair_resource_policies.c.name == policy_name_of(kernels.c.access_key))
             .where(kernels.c.status == SessionStatus.RUNNING.value, lifetime > 0,

@@ -60,6 +60,14 @@ async def test_admin_manages_scaling_groups(harness: Harness) -> None:
 
     # a group an agent belongs to, or a policy allows, stays
     await harness.agent("agent-gpu", group="gpu")
+    await harness.agent("agent-cpu")
+    assert (await harness.create("cpu-session"))[0] == 201
+    data = await _ok(harness, """{ agents { id scaling_group }
+        compute_sessions { sess_id scaling_group agent } }""", admin)
+    assert data["agents"] == [{"id": "agent-cpu", "scaling_group": "default"},
+                              {"id": "agent-gpu", "scaling_group": "gpu"}]
+    assert data["compute_sessions"] == [{"sess_id": "cpu-session", "scaling_group": "default",
+                                         "agent": "agent-cpu"}]
     data = await _ok(harness, """mutation {
         gpu: delete_scaling_group(name: "gpu") { ok msg }
         default: delete_scaling_group(name: "default") { ok msg } }""", admin)
