@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agent.config import AgentConfig
 from common.errors import InvalidAPIParameters, QuotaExceeded
 from manager.api.schemas import parse_create
 from manager.graphql.cluster_writes import group_values, policy_values, slot_map
@@ -54,3 +55,11 @@ def test_create_body_names_group_and_preset() -> None:
     with pytest.raises(InvalidAPIParameters, match="scalingGroup"):
         parse_create({"lang": "python", "clientSessionToken": "tok-1",
                       "config": {"scalingGroup": "../x"}})
+
+
+def test_agent_config_group() -> None:
+    link = {"endpoints": ["tcp://127.0.0.1:1"], "join_token": "t"}
+    assert AgentConfig.model_validate({"manager": link}).group == "default"
+    assert AgentConfig.model_validate({"manager": link, "group": "gpu-1"}).group == "gpu-1"
+    with pytest.raises(ValueError, match="group"):
+        AgentConfig.model_validate({"manager": link, "group": "a b"})
