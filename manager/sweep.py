@@ -6,7 +6,8 @@ Once the agents had a heartbeat timeout to (re)join after start-up, and then eve
 sessions that outlived their state's deadline forward or to a final state with a
 reason, by ``manager.reconcile.overdue``, and tells the agent to destroy what it may
 still hold. The next heartbeat's reconciliation is the backstop for a destroy that
-could not be delivered.
+could not be delivered. RUNNING sessions older than their keypair resource policy's
+``max_session_lifetime`` are ended the same way (reason ``lifetime-exceeded``).
 """
 from __future__ import annotations
 
