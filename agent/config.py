@@ -165,6 +165,8 @@ class AgentConfig(BaseModel):
 
     agent_id: str = Field(default_factory=socket.gethostname, min_length=1)
     region: str = "local"
+    # the agent group it joins (Backend.AI's scaling group; docs/admin.md)
+    group: str = Field(default="default", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     manager: ManagerConfig
     docker: DockerConfig = DockerConfig()
     scratch_root: Path = Path("/var/lib/kraken/scratch")

@@ -179,7 +179,7 @@ class Agent:
                     region=self.cfg.region, version=agent.__version__,
                     available_slots=self.pool.capacity.to_wire(), images=self._images,
                     kernels=self.kernels.kernel_ids, creating=self.kernels.creating_ids,
-                    gpus=[g.to_wire() for g in self.pool.gpus])
+                    gpus=[g.to_wire() for g in self.pool.gpus], group=self.cfg.group)
 
     async def heartbeat_message(self) -> tuple[Heartbeat, list[dict[str, Any]]]:
         self._images = await self._list_images()

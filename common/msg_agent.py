@@ -35,6 +35,7 @@ class Join(Message):
     kernels: list[str]  # kernel ids of the containers this agent holds
     gpus: list[dict[str, Any]] = field(default_factory=list)
     creating: list[str] = field(default_factory=list)  # kernel ids whose create is under way
+    group: str = "default"  # agent group (link v2 addition; absent from older agents)
 
 
 @AGENT_PROTOCOL.message("heartbeat")

@@ -24,6 +24,7 @@ async def upsert(conn: AsyncConnection, msg: Join) -> None:
         "id": msg.agent_id, "status": AgentStatus.ALIVE.value, "region": msg.region,
         "version": msg.version, "available_slots": dict(msg.available_slots),
         "occupied_slots": {}, "last_heartbeat": sa.func.now(), "lost_at": None,
+        "scaling_group": msg.group,
     }
     stmt = pg_insert(agents).values(**values)
     update = {k: stmt.excluded[k] for k in values if k != "id"}

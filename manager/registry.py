@@ -46,6 +46,7 @@ from manager.events import EventBus
 from manager.outage import OutageLog, translate
 from manager.reconcile import Action, Limits, kept, reconcile
 from manager.replica import ReplicaLease
+from manager.services import policies
 from manager.services.lifecycle import Transition
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,9 @@ class AgentRegistry:
         if not hmac.compare_digest(str(msg.token).encode(), self._token):
             log.warning("agent %r presented a bad join token; refused", msg.agent_id)
             return ErrorReply(error_type="unauthorized", detail="bad join token")
+        if not isinstance(msg.group, str) or not policies.NAME.fullmatch(msg.group):
+            return ErrorReply(error_type="invalid-api-params",
+                              detail="the agent group name must be 1-64 of A-Z a-z 0-9 . _ -")
         agent_id = AgentId(msg.agent_id)
         try:
             async with self._engine.begin() as conn:

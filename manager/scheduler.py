@@ -29,12 +29,14 @@ class AgentSnapshot:
     capacity: Mapping[str, float]  # total slots the agent offers
     occupied: Mapping[str, float]  # slots held by live sessions on it
     images: frozenset[str]
+    group: str = "default"  # the agent group it joined with
 
 
 @dataclass(frozen=True, slots=True)
 class PlacementRequest:
     image: str
     slots: Mapping[str, float]
+    group: str = "default"  # only agents of this group may take it
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ Once the agents had a heartbeat timeout to (re)join after start-up, and then eve
 sessions that outlived their state's deadline forward or to a final state with a
 reason, by ``manager.reconcile.overdue``, and tells the agent to destroy what it may
 still hold. The next heartbeat's reconciliation is the backstop for a destroy that
-could not be delivered.
+could not be delivered. RUNNING sessions older than their keypair resource policy's
+``max_session_lifetime`` are ended the same way (reason ``lifetime-exceeded``).
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from common.status import SessionStatus
 from manager.agent_sync import apply_marks, view_of
 from manager.db.tables import kernels
 from manager.outage import translate
-from manager.reconcile import Action, Seen, overdue
+from manager.reconcile import Act, Action, Seen, overdue
 from manager.registry import AgentRegistry
 from manager.replica import live_instances
 from manager.services.lifecycle import Transition
+from manager.services.policies import LIFETIME_EXCEEDED, lifetime_overdue
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,11 @@ class Sweeper:
                 if action is not None:
                     decided.append((row.agent_id, action, view.age))
                     done += await apply_marks(conn, row.agent_id, [action])
+            for row in (await conn.execute(lifetime_overdue(BATCH))).all():
+                action = Action(Act.MARK_AND_DESTROY, str(row.id), SessionStatus.RUNNING,
+                                SessionStatus.TERMINATING, LIFETIME_EXCEEDED)
+                decided.append((row.agent_id, action, (now - row.created_at).total_seconds()))
+                done += await apply_marks(conn, row.agent_id, [action])
         for agent_id, action, age in decided:
             log.warning("sweep: session %s %s for %.0fs: %s → %s (%s)", action.kernel_id,
                         action.from_status, age, action.act, action.status, action.reason)

@@ -8,6 +8,7 @@ from common.errors import InvalidAPIParameters
 from common.limits import MAX_CODE_CHARS
 from manager.services.control import ExecuteSpec
 from manager.services.images import memory_bytes
+from manager.services.policies import NAME
 from manager.services.sessions import CreateSpec
 from manager.vfolders.paths import parse_mounts
 
@@ -87,7 +88,16 @@ def parse_create(body: dict[str, Any]) -> CreateSpec:
         mem=memory_bytes(mem) if mem is not None else None,
         gpu=_number(config, "instanceGPUs", "instanceGPU") or 0.0,
         mounts=tuple(parse_mounts(config.get("mounts"))),
+        group=_name(config, "scalingGroup"), preset=_name(config, "resourcePreset"),
     )
+
+
+def _name(config: dict[str, Any], key: str) -> str | None:
+    """An agent group or preset name (``config.scalingGroup``, ``config.resourcePreset``)."""
+    value = _str(config, key, max_len=64)
+    if value is not None and not NAME.fullmatch(value):
+        raise InvalidAPIParameters(f"'config.{key}' must be 1-64 of A-Z a-z 0-9 . _ -")
+    return value
 
 
 def parse_execute(body: dict[str, Any]) -> ExecuteSpec:

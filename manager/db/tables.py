@@ -44,6 +44,8 @@ agents = sa.Table(
     sa.Column("first_contact", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.Column("last_heartbeat", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.Column("lost_at", sa.DateTime(timezone=True), nullable=True),
+    # added by migration 0005: the agent group it joined with (Join.group)
+    sa.Column("scaling_group", sa.String(64), nullable=False, server_default="default"),
 )
 
 images = sa.Table(
@@ -76,6 +78,8 @@ kernels = sa.Table(
     sa.Column("terminated_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("num_queries", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("last_stat", JSONB, nullable=True),
+    # added by migration 0005: the agent group the session was created for
+    sa.Column("scaling_group", sa.String(64), nullable=True),
     sa.Index("ix_kernels_live_token", "access_key", "session_name", unique=True,
              postgresql_where=sa.text(LIVE_STATUS_SQL)),
     sa.Index("ix_kernels_agent_status", "agent_id", "status"),
@@ -126,7 +130,10 @@ keypair_policies = sa.Table(
     sa.Column("access_key", sa.String(64),
               sa.ForeignKey("keypairs.access_key", ondelete="CASCADE"), primary_key=True),
     sa.Column("rate_limit", sa.Integer, nullable=True),
-    sa.Column("resource_policy", sa.String(256), nullable=True),
+    # NULL: the ``default`` policy (the foreign key is added by migration 0005)
+    sa.Column("resource_policy", sa.String(256),
+              sa.ForeignKey("keypair_resource_policies.name", onupdate="CASCADE",
+                            name="fk_keypair_policies_resource_policy"), nullable=True),
 )
 
 # ---- added by migration 0003: virtual folder invitations ---------------------------------
@@ -149,4 +156,37 @@ vfolder_invitations = sa.Table(
     sa.Index("ix_vfolder_invitations_pending", "vfolder_id", "invitee", unique=True,
              postgresql_where=sa.text("state = 'pending'")),
     sa.Index("ix_vfolder_invitations_invitee", "invitee"),
+)
+
+# ---- added by migration 0005: agent groups, resource presets, resource policies ----------
+
+SCHEDULER_POLICIES = ("fifo", "drf")
+
+agent_groups = sa.Table(  # Backend.AI's scaling groups
+    "agent_groups", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("description", sa.String(512), nullable=False, server_default=""),
+    sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("scheduler", sa.String(16), nullable=False, server_default="fifo"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.CheckConstraint("scheduler IN ('fifo', 'drf')", name="ck_agent_groups_scheduler"),
+)
+
+resource_presets = sa.Table(
+    "resource_presets", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("resource_slots", JSONB, nullable=False, server_default="{}"),  # slot → amount
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)
+
+keypair_resource_policies = sa.Table(
+    "keypair_resource_policies", metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    # every limit: 0 (or an empty map) means none
+    sa.Column("max_concurrent_sessions", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("total_resource_slots", JSONB, nullable=False, server_default="{}"),
+    sa.Column("max_session_lifetime", sa.Integer, nullable=False, server_default="0"),  # s
+    sa.Column("idle_timeout", sa.Integer, nullable=False, server_default="0"),  # s
+    sa.Column("allowed_groups", JSONB, nullable=False, server_default='["default"]'),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )

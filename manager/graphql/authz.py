@@ -41,6 +41,15 @@ ROOT_RULES: dict[str, Rule] = {
     "create_keypair": Rule.ADMIN,
     "modify_keypair": Rule.ADMIN,
     "delete_keypair": Rule.ADMIN,
+    # agent groups, presets, resource policies (issue 10)
+    "scaling_groups": Rule.ADMIN,
+    "scaling_group": Rule.ADMIN,
+    "resource_presets": Rule.OWNER,
+    "resource_preset": Rule.OWNER,
+    "keypair_resource_policies": Rule.ADMIN,
+    "keypair_resource_policy": Rule.OWNER,  # a plain keypair: its own (cluster.py)
+    **{f"{verb}_{kind}": Rule.ADMIN for verb in ("create", "modify", "delete")
+       for kind in ("scaling_group", "resource_preset", "keypair_resource_policy")},
 }
 
 

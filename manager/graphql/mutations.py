@@ -41,6 +41,8 @@ class CreateKeyPair(graphene.Mutation):
     @staticmethod
     async def mutate(_root: Any, info: Any, user_id: str, props: Any) -> CreateKeyPair:
         engine = info.context.engine
+        if why := await writes.unknown_policy(engine, props.get("resource_policy")):
+            return CreateKeyPair(ok=False, msg=why)
         made = await writes.insert_keypair(engine, info.context.box, str(user_id),
                                            _props(props))
         found: dict[str, KeypairRecord] = await queries.keypairs_by_key(
@@ -60,6 +62,8 @@ class ModifyKeyPair(graphene.Mutation):
 
     @staticmethod
     async def mutate(_root: Any, info: Any, access_key: str, props: Any) -> ModifyKeyPair:
+        if why := await writes.unknown_policy(info.context.engine, props.get("resource_policy")):
+            return ModifyKeyPair(ok=False, msg=why)
         done = await writes.update_keypair(info.context.engine, access_key, _props(props))
         return ModifyKeyPair(ok=done, msg="success" if done else "no such keypair")
 

@@ -86,6 +86,7 @@ class SessionRecord:
     num_queries: int
     slots: SlotSummary
     stats: Mapping[str, int]
+    scaling_group: str | None = None  # the agent group it was created for (issue 10)
 
     @classmethod
     def from_row(cls, r: Any) -> SessionRecord:
@@ -94,7 +95,8 @@ class SessionRecord:
         return cls(r.id, r.session_name, r.access_key, "master", r.status,
                    public_info(r.status_info),
                    r.created_at, r.terminated_at, r.agent_id, r.container_id, r.lang,
-                   r.image, r.tag, r.num_queries, SlotSummary.of(r.slots), stats)
+                   r.image, r.tag, r.num_queries, SlotSummary.of(r.slots), stats,
+                   r.scaling_group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +110,13 @@ class AgentRecord:
     last_heartbeat: datetime
     lost_at: datetime | None
     capacity: SlotSummary
+    scaling_group: str = "default"  # the agent group it joined (issue 10)
 
     @classmethod
     def from_row(cls, r: Any) -> AgentRecord:
         return cls(r.id, r.status, r.region, r.addr, r.version, r.first_contact,
-                   r.last_heartbeat, r.lost_at, SlotSummary.of(r.available_slots))
+                   r.last_heartbeat, r.lost_at, SlotSummary.of(r.available_slots),
+                   r.scaling_group)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from typing import Any
 import graphene
 from graphene import Boolean, List, String
 
-from manager.graphql import queries
+from manager.graphql import cluster, queries
 from manager.graphql.authz import owner_scope
 from manager.graphql.mutations import CreateKeyPair, DeleteKeyPair, ModifyKeyPair
 from manager.graphql.records import (
@@ -31,7 +31,7 @@ from manager.graphql.types import (
 from manager.graphql.userid import UserID
 
 
-class Query(graphene.ObjectType):
+class Query(cluster.ClusterQuery, graphene.ObjectType):
     keypair = graphene.Field(KeyPair, access_key=String())
     keypairs = List(KeyPair, user_id=UserID(), is_active=Boolean())
     compute_sessions = List(ComputeSession, access_key=String(), status=String())
@@ -105,6 +105,15 @@ class Mutation(graphene.ObjectType):
     create_keypair = CreateKeyPair.Field()
     modify_keypair = ModifyKeyPair.Field()
     delete_keypair = DeleteKeyPair.Field()
+    create_scaling_group = cluster.CreateScalingGroup.Field()
+    modify_scaling_group = cluster.ModifyScalingGroup.Field()
+    delete_scaling_group = cluster.DeleteScalingGroup.Field()
+    create_resource_preset = cluster.CreateResourcePreset.Field()
+    modify_resource_preset = cluster.ModifyResourcePreset.Field()
+    delete_resource_preset = cluster.DeleteResourcePreset.Field()
+    create_keypair_resource_policy = cluster.CreateKeyPairResourcePolicy.Field()
+    modify_keypair_resource_policy = cluster.ModifyKeyPairResourcePolicy.Field()
+    delete_keypair_resource_policy = cluster.DeleteKeyPairResourcePolicy.Field()
 
 
 SCHEMA = graphene.Schema(query=Query, mutation=Mutation, auto_camelcase=False)

@@ -57,6 +57,7 @@ class _ContainerFields:
     io_write_bytes = _stat("io_write_bytes")
     io_max_scratch_size = _stat("io_max_scratch_size")
     io_cur_scratch_size = _stat("io_cur_scratch_size")
+    scaling_group = String(description="the agent group it runs in")
 
 
 class ComputeWorker(_ContainerFields, graphene.ObjectType):
@@ -183,6 +184,7 @@ class Agent(graphene.ObjectType):
     mem_cur_bytes = BigInt()
     cpu_cur_pct = Float(description="not measured yet: always null")
     num_sessions = Int()
+    scaling_group = String(description="the agent group it joined")
 
     @staticmethod
     async def resolve_used_cpu_slots(rec: AgentRecord, info: Any) -> float:

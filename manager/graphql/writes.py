@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.errors import InvalidAPIParameters, ServiceUnavailable
 from manager.db.tables import kernels, keypair_policies, keypairs
+from manager.graphql.cluster_writes import policy_exists
 from manager.secretbox import SecretBox
 from manager.services.keypairs import KeypairInfo, create_keypair
 
@@ -41,10 +42,24 @@ class KeyPairProps:
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
+async def unknown_policy(engine: AsyncEngine, name: str | None) -> str | None:
+    """Why ``resource_policy`` cannot be set to ``name`` (None: it can)."""
+    if name is None:
+        return None
+    async with engine.connect() as conn:
+        found = await policy_exists(conn, name)
+    return None if found else f"no keypair resource policy named {name!r}"
+
+
 async def _set_policy(conn: AsyncConnection, access_key: str, props: KeyPairProps) -> None:
     values = props.values(POLICY_COLUMNS)
     if not values:
         return
+    if props.resource_policy is not None and not await policy_exists(conn,
+                                                                     props.resource_policy):
+        # deleted since unknown_policy looked: the transaction is rolled back
+        raise InvalidAPIParameters(f"no keypair resource policy named "
+                                   f"{props.resource_policy!r}")
     stmt = pg_insert(keypair_policies).values(access_key=access_key, **values)
     await conn.execute(stmt.on_conflict_do_update(index_elements=["access_key"], set_=values))
 

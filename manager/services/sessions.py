@@ -37,6 +37,7 @@ from manager.outage import translate
 from manager.registry import AgentRegistry
 from manager.replica import split_owner, with_owner
 from manager.scheduler import AgentSnapshot, PlacementRequest, could_ever_fit, schedule
+from manager.services import policies
 from manager.services.images import SlotRequest, resolve_image, slots_to_floats
 from manager.services.keypairs import KeypairInfo
 from manager.services.lifecycle import (
@@ -69,6 +70,8 @@ class CreateSpec:
     mem: int | None = None  # bytes
     gpu: float = 0.0
     mounts: tuple[tuple[str, str], ...] = ()  # (vfolder name, target under /home/work)
+    group: str | None = None  # agent group; None: the first one the keypair's policy allows
+    preset: str | None = None  # resource preset; explicit cpu / mem / gpu win over it
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,7 @@ class _Pending:
     kernel_id: uuid.UUID
     image: str
     slots: SlotRequest
+    group: str = policies.DEFAULT_GROUP
 
 
 class SessionCreator:
@@ -134,11 +138,15 @@ class SessionCreator:
         if len(counted) >= owner.concurrency_limit:
             raise QuotaExceeded(
                 f"keypair concurrency limit reached ({owner.concurrency_limit} live sessions)")
+        policies.check_sessions(await policies.policy_for(conn, owner.access_key), len(counted))
         return None
 
     async def _insert(self, conn: AsyncConnection, owner: KeypairInfo,
                       spec: CreateSpec) -> tuple[_Pending, Transition]:
-        image, labels, capacities = await _find_image(conn, spec.lang)
+        policy = await policies.policy_for(conn, owner.access_key)
+        group = await policies.choose_group(conn, policy, spec.group)
+        spec = await policies.with_preset(conn, spec, spec.preset)
+        image, labels, capacities = await _find_image(conn, spec.lang, group)
         sessions = self.config.sessions
         wanted = SlotRequest(cpu=spec.cpu if spec.cpu is not None else sessions.default_cpu,
                              mem=spec.mem if spec.mem is not None else sessions.default_mem_bytes,
@@ -147,22 +155,26 @@ class SessionCreator:
             raise ResourceLimitExceeded(
                 f"cpu={wanted.cpu:g}, mem={wanted.mem} bytes, gpu={wanted.gpu:g} exceeds what "
                 "the largest agent holding this image can offer")
+        await policies.check_slots(conn, owner.access_key, policy, wanted.to_wire())
         kernel_id = new_kernel_id()
         event = await record_created(conn, {
             "id": kernel_id, "session_name": spec.session_name,
             "access_key": owner.access_key, "lang": spec.lang, "image": image,
             "tag": spec.tag, "slots": wanted.to_wire(), "environ": spec.environ,
+            "scaling_group": group,
         })
-        return _Pending(kernel_id, image, wanted), event
+        return _Pending(kernel_id, image, wanted, group), event
 
     async def _place(self, pending: _Pending) -> None:
         """PENDING → SCHEDULED on the best-fit agent, or CANCELLED when none fits."""
         async with self._engine.begin() as conn:
             await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PLACEMENT_LOCK)))
             snapshot = await _snapshot(conn, pending.image)
-            connected = [a for a in snapshot if self._registry.is_connected(a.agent_id)]
+            connected = [a for a in snapshot if self._registry.is_connected(a.agent_id)
+                         and a.group == pending.group]
             chosen = schedule(connected, PlacementRequest(pending.image,
-                                                          pending.slots.as_floats()))
+                                                          pending.slots.as_floats(),
+                                                          pending.group))
             if chosen is None:
                 done = await transition(conn, pending.kernel_id, SessionStatus.CANCELLED,
                                         "no-agent-available")
@@ -180,10 +192,12 @@ class SessionCreator:
         """SCHEDULED → PREPARING → agent CreateKernel → RUNNING; on failure → ERROR."""
         agent_id, slots, image = await self._move(
             kernel_id, SessionStatus.PREPARING, with_owner(None, self._registry.lease.instance))
+        async with self._engine.connect() as conn:
+            idle = await policies.idle_timeout_for(conn, owner.access_key,
+                                                   self.config.sessions.idle_timeout)
         msg = CreateKernel(kernel_id=str(kernel_id), session_name=spec.session_name,
                            access_key=owner.access_key, image=image, slots=slots,
-                           environ=spec.environ, mounts=list(mounts),
-                           idle_timeout=self.config.sessions.idle_timeout or None)
+                           environ=spec.environ, mounts=list(mounts), idle_timeout=idle)
         reply = await self._registry.request(agent_id, msg, self.config.link.create_timeout)
         created = expect(reply, KernelCreated)
         await self._move(kernel_id, SessionStatus.RUNNING, None, {
@@ -253,15 +267,16 @@ def _reusable(name: str, status: str, info: str | None) -> None:
                                "reconnected; retry shortly")
 
 
-async def _find_image(conn: AsyncConnection, lang: str
+async def _find_image(conn: AsyncConnection, lang: str, group: str
                       ) -> tuple[str, dict[str, Any], list[dict[str, float]]]:
-    """(image, labels, capacities of ALIVE agents holding it).
+    """(image, labels, capacities of ALIVE agents of ``group`` holding it).
 
     Images of LOST agents still count as known: a create while the only agent with
     the image is lost answers 503 no-agent-available, not 404 image-not-found.
     """
     rows = (await conn.execute(
-        sa.select(images.c.name, images.c.labels, agents.c.available_slots, agents.c.status)
+        sa.select(images.c.name, images.c.labels, agents.c.available_slots, agents.c.status,
+                  agents.c.scaling_group)
         .join(agents, agents.c.id == images.c.agent_id)
         .where(agents.c.status.in_([AgentStatus.ALIVE.value, AgentStatus.LOST.value])))).all()
     image = resolve_image(lang, (r.name for r in rows))
@@ -271,6 +286,9 @@ async def _find_image(conn: AsyncConnection, lang: str
     alive = [r for r in matching if r.status == AgentStatus.ALIVE.value]
     if not alive:
         raise NoAgentAvailable(f"the agents holding {image} are unreachable now; retry later")
+    alive = [r for r in alive if r.scaling_group == group]
+    if not alive:
+        raise NoAgentAvailable(f"no reachable agent of agent group {group!r} holds {image}")
     return image, dict(matching[0].labels or {}), [
         slots_to_floats(r.available_slots) for r in alive]
 
@@ -284,7 +302,8 @@ async def _snapshot(conn: AsyncConnection, image: str) -> list[AgentSnapshot]:
     """ALIVE agents holding ``image``; occupancy is the stricter of the sum over live
     sessions and what the agent last reported, so a leak never invites a refusal."""
     agent_rows = (await conn.execute(
-        sa.select(agents.c.id, agents.c.available_slots, agents.c.occupied_slots)
+        sa.select(agents.c.id, agents.c.available_slots, agents.c.occupied_slots,
+                  agents.c.scaling_group)
         .join(images, images.c.agent_id == agents.c.id)
         .where(agents.c.status == AgentStatus.ALIVE.value, images.c.name == image))).all()
     if not agent_rows:
@@ -299,4 +318,4 @@ async def _snapshot(conn: AsyncConnection, image: str) -> list[AgentSnapshot]:
             acc[key] = acc.get(key, 0.0) + value
     return [AgentSnapshot(AgentId(r.id), slots_to_floats(r.available_slots),
                           _stricter(occupied[r.id], slots_to_floats(r.occupied_slots or {})),
-                          frozenset({image})) for r in agent_rows]
+                          frozenset({image}), r.scaling_group) for r in agent_rows]

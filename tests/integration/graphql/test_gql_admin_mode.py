@@ -86,10 +86,10 @@ async def _create(h: Harness, admin: tuple[str, str], user_id: Any, **props: Any
 
 async def test_gql_admin_keypair_mutations(harness: Harness) -> None:
     admin = await harness.keypair(is_admin=True)
-    made = await _create(harness, admin, "new@x", resource_policy="gold")
+    made = await _create(harness, admin, "new@x", resource_policy="default")
     kp = made["keypair"]
     assert made["ok"] and kp["user_id"] == "new@x" and kp["rate_limit"] == 5000
-    assert kp["concurrency_limit"] == 2 and kp["resource_policy"] == "gold"
+    assert kp["concurrency_limit"] == 2 and kp["resource_policy"] == "default"
     # the new keypair works at once with the signed API
     status, mine = await gql(harness, "{ keypair { access_key is_admin } }",
                              keys=(kp["access_key"], kp["secret_key"]))
