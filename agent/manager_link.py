@@ -147,6 +147,12 @@ class ManagerSession:
             log.info("joined manager at %s", self.endpoint)
             return reply, reported
         detail = reply.detail if isinstance(reply, ErrorReply) else reply.msg_type
+        if isinstance(reply, ErrorReply) and reply.error_type == "agent-id-conflict":
+            # another live agent holds our agent_id: say so loudly; keep retrying, since
+            # this is also what a quick restart sees until the old process is known dead
+            log.error("manager at %s refused the join, agent id %r is taken: %s "
+                      "(retrying)", self.endpoint, join.agent_id, detail)
+            return None, reported
         log.warning("manager at %s refused the join: %s", self.endpoint, detail)
         return None, reported
 

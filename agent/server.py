@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -93,6 +94,8 @@ class Agent:
         self.streams = StreamTable(self.kernels, STARTERS)
         self.kernels.on_gone.append(self.streams.kernel_gone)
         self.sessions: list[ManagerSession] = []
+        # random per process: a second agent configured with our agent_id is refused
+        self.instance_id = secrets.token_hex(8)
         self._images: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._events_task: asyncio.Task[None] | None = None
@@ -179,7 +182,7 @@ class Agent:
                     region=self.cfg.region, version=agent.__version__,
                     available_slots=self.pool.capacity.to_wire(), images=self._images,
                     kernels=self.kernels.kernel_ids, creating=self.kernels.creating_ids,
-                    gpus=[g.to_wire() for g in self.pool.gpus])
+                    gpus=[g.to_wire() for g in self.pool.gpus], instance_id=self.instance_id)
 
     async def heartbeat_message(self) -> tuple[Heartbeat, list[dict[str, Any]]]:
         self._images = await self._list_images()

@@ -24,10 +24,25 @@ async def upsert(conn: AsyncConnection, msg: Join) -> None:
         "id": msg.agent_id, "status": AgentStatus.ALIVE.value, "region": msg.region,
         "version": msg.version, "available_slots": dict(msg.available_slots),
         "occupied_slots": {}, "last_heartbeat": sa.func.now(), "lost_at": None,
+        "instance_id": msg.instance_id[:64],
     }
     stmt = pg_insert(agents).values(**values)
     update = {k: stmt.excluded[k] for k in values if k != "id"}
     await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=update))
+
+
+async def holder(conn: AsyncConnection, agent_id: str, window: float
+                 ) -> tuple[str, float] | None:
+    """The instance id holding ``agent_id`` and the seconds since it was last heard,
+    when it is ALIVE and was heard within ``window`` (row locked until commit)."""
+    row = (await conn.execute(
+        sa.select(agents.c.instance_id,
+                  sa.func.extract("epoch", sa.func.now() - agents.c.last_heartbeat))
+        .where(agents.c.id == agent_id, agents.c.status == AgentStatus.ALIVE.value)
+        .with_for_update())).one_or_none()
+    if row is None or float(row[1]) >= window:
+        return None
+    return str(row[0]), max(float(row[1]), 0.0)
 
 
 async def beat(conn: AsyncConnection, agent_id: str, msg: Heartbeat) -> str | None:

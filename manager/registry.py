@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.codec import Message
-from common.errors import AgentUnavailable, KrakenError
+from common.errors import AgentIdConflict, AgentUnavailable, KrakenError
 from common.ids import AgentId
 from common.link import PeerId, RouterLink
 from common.msg_agent import (
@@ -78,6 +78,7 @@ class AgentRegistry:
         self._agents: dict[PeerId, AgentId] = {}
         self._heard: dict[AgentId, float] = {}  # monotonic time of the last message
         self._reports: dict[AgentId, Report] = {}
+        self._instances: dict[AgentId, str] = {}  # the Join instance id behind each peer
         # one agent's one-way messages are applied in the order they arrived
         self._order: dict[AgentId, asyncio.Lock] = {}
         self._handlers: dict[type[Message], Handler] = {
@@ -225,17 +226,25 @@ class AgentRegistry:
             return ErrorReply(error_type="unauthorized", detail="bad join token")
         agent_id = AgentId(msg.agent_id)
         try:
+            self._check_held(agent_id, peer, msg.instance_id)
             async with self._engine.begin() as conn:
+                held = await agent_rows.holder(conn, agent_id, self.takeover_window)
+                if held is not None and held[0] != msg.instance_id:
+                    raise self._conflict(agent_id, held[0], held[1])
                 await agent_rows.upsert(conn, msg)
                 await agent_rows.replace_images(conn, agent_id, msg.images)
                 actions, done = await self._reconcile(conn, agent_id, msg.kernels,
                                                       msg.creating)
+        except AgentIdConflict as e:
+            log.warning("agent %s refused: %s", agent_id, e)
+            return ErrorReply(error_type=e.slug, detail=str(e))
         except Exception as e:
             if (outage := translate(e)) is None:
                 raise
             self.db.failed(e)
             return ErrorReply(error_type=outage.slug, detail=str(outage))
         self.db.ok()
+        self._instances[agent_id] = msg.instance_id
         old = self._peers.get(agent_id)
         if old is not None and old != peer:
             self._agents.pop(old, None)
@@ -250,6 +259,30 @@ class AgentRegistry:
                  len(actions))
         return JoinAccepted(heartbeat_interval=self.config.heartbeat_interval,
                             keep_kernels=keep)
+
+    @property
+    def takeover_window(self) -> float:
+        """An agent id is held while its holder was heard this recently: two missed
+        heartbeats (bounded by the heartbeat timeout) free it for another instance."""
+        return min(2 * self.config.heartbeat_interval, self.config.heartbeat_timeout)
+
+    def _check_held(self, agent_id: AgentId, peer: PeerId, instance_id: str) -> None:
+        """Raise AgentIdConflict when another connection of this replica holds the id
+        for another instance and was heard within the takeover window."""
+        old = self._peers.get(agent_id)
+        held_by = self._instances.get(agent_id, "")
+        if old is None or old == peer or held_by == instance_id:
+            return
+        ago = time.monotonic() - self._heard.get(agent_id, float("-inf"))
+        if ago < self.takeover_window:
+            raise self._conflict(agent_id, held_by, ago)
+
+    def _conflict(self, agent_id: AgentId, held_by: str, ago: float) -> AgentIdConflict:
+        return AgentIdConflict(
+            f"This ID has already been registered: agent id {agent_id!r} is held by a live "
+            f"agent (instance {held_by[:16] or 'unnamed'}, heard {ago:.1f}s ago); give each "
+            "agent its own agent_id (a restarted agent is accepted once the old one has "
+            f"been silent for {self.takeover_window:g}s)")
 
     async def _reconcile(self, conn: AsyncConnection, agent_id: AgentId, running: list[str],
                          creating: list[str]) -> tuple[list[Action], list[Transition]]:

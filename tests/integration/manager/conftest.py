@@ -156,9 +156,9 @@ class FakeAgent:
     """An agent that answers like a real one, without containers."""
 
     def __init__(self, endpoint: str, server_key: bytes, token: str, agent_id: str,
-                 images: list[str] | None = None, cpu: str = "4", mem: str = str(8 * 2**30)
-                 ) -> None:
-        self.agent_id, self.token = agent_id, token
+                 images: list[str] | None = None, cpu: str = "4", mem: str = str(8 * 2**30),
+                 instance_id: str = "") -> None:
+        self.agent_id, self.token, self.instance_id = agent_id, token, instance_id
         self.images = [{"name": n, "id": "sha256:" + n, "labels": {}}
                        for n in (images or [IMAGE])]
         self.slots = {"cpu": cpu, "mem": mem}
@@ -191,7 +191,7 @@ class FakeAgent:
         return await self.link.request(Join(
             agent_id=self.agent_id, token=token or self.token, region="test", version="0",
             available_slots=self.slots, images=self.images, kernels=sorted(self.kernels),
-            creating=sorted(self.creating)), 10)
+            creating=sorted(self.creating), instance_id=self.instance_id), 10)
 
     def stop_heartbeats(self) -> None:
         if self._beat is not None:
