@@ -19,7 +19,7 @@ from typing import Any
 import zmq.asyncio
 
 import agent
-from agent import idle, watchdog
+from agent import idle, stats_report, watchdog
 from agent.backend import ContainerBackend
 from agent.config import AgentConfig
 from agent.files import ScratchFiles, scratch_pool
@@ -59,6 +59,7 @@ from common.msg_agent import (
     KernelDestroyed,
     KernelLogs,
     KernelStats,
+    KernelStatsBatch,
     KernelTerminated,
     ListFiles,
     RestartKernel,
@@ -124,6 +125,10 @@ class Agent:
         self._events_task = asyncio.ensure_future(self._watch_events())
         self._spawn(idle.reap_loop(self.kernels, self.broadcast))
         self._spawn(watchdog.watch_loop(self.kernels, self.broadcast, self.cfg.runner))
+        if self.cfg.stats.interval > 0:
+            self._spawn(stats_report.report_loop(self.kernels, self.broadcast,
+                                                 self.cfg.stats.interval,
+                                                 self.cfg.stats.concurrency))
         key = self.cfg.manager.server_public_key()
         for endpoint in self.cfg.manager.endpoints:
             session = ManagerSession(self, endpoint, key, self.cfg.manager.request_timeout,
@@ -210,7 +215,7 @@ class Agent:
     async def _drop(self, kernel_ids: list[str]) -> None:
         await self.kernels.drop(kernel_ids, "the manager dropped it at join")
 
-    async def broadcast(self, event: KernelTerminated) -> None:
+    async def broadcast(self, event: KernelTerminated | KernelStatsBatch) -> None:
         for session in self.sessions:
             await session.send_event(event)
 

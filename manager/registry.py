@@ -101,6 +101,14 @@ class AgentRegistry:
         """``listener(peer, why)`` when an agent connection is replaced or falls silent."""
         self._dropped_listeners.append(listener)
 
+    def agent_of(self, peer: PeerId) -> AgentId | None:
+        """The agent that joined on ``peer`` (None: it has not joined)."""
+        return self._agents.get(peer)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
     def peer_of(self, agent_id: str) -> PeerId | None:
         """The link peer the agent joined from, while this replica hears it."""
         return self._peers.get(AgentId(agent_id)) if self.hears(agent_id) else None

@@ -41,6 +41,7 @@ from manager.api.strict import NONCES, NonceStore
 from manager.config import ManagerConfig
 from manager.db.engine import make_engine
 from manager.events import EventBus
+from manager.live_stats import LiveStats
 from manager.outage import translate
 from manager.registry import AgentRegistry
 from manager.services.control import SessionControl
@@ -139,6 +140,7 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     routes = RouteCache()
     registry = AgentRegistry(config.link, app[DB], app[EVENTS], token, routes.forget,
                              config.reconcile)
+    LiveStats(registry)
     registry.start(secret, public)
     app[REGISTRY] = registry
     counter = QueryCounter()
