@@ -17,8 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import web
 
-from common.errors import Forbidden
-from manager.api.auth import caller
+from manager.api.auth import admin_caller
 from manager.api.keys import DB, EVENTS, REGISTRY
 from manager.api.problems import json_response
 from manager.api.version import PREFIXES
@@ -109,8 +108,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def admin_health(request: web.Request) -> web.Response:
-    if not caller(request).is_admin:
-        raise Forbidden("the health detail is for admin keypairs")
+    admin_caller(request)
     report = await request.app[HEALTH].report(request.app)
     registry = request.app[REGISTRY]
     heard = sorted(registry.heard_agents())
