@@ -17,7 +17,18 @@ from common.config import ConfigError
 from common.errors import ServiceUnavailable
 from common.filemodes import warn_if_loose
 from manager import linkkeys, secretbox
-from manager.api import admin, console, files, health, kernel, nodes, stream, version, vfolders
+from manager.api import (
+    admin,
+    console,
+    files,
+    health,
+    kernel,
+    nodes,
+    stream,
+    usage,
+    version,
+    vfolders,
+)
 from manager.api.auth import NONCE_TTL, auth_middleware
 from manager.api.console_sessions import console_sessions_ctx
 from manager.api.hosts import host_middleware
@@ -214,6 +225,7 @@ def build_app(config: ManagerConfig) -> web.Application:
     admin.add_routes(app)
     health.add_routes(app)
     nodes.add_routes(app)
+    usage.add_routes(app)
     console.add_routes(app)
     vfolders.add_routes(app)
     stream.add_routes(app)
