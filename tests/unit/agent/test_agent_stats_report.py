@@ -50,11 +50,14 @@ async def test_a_round_has_every_kernel_that_answered(monkeypatch: pytest.Monkey
 async def test_a_taken_agent_id_is_logged_as_an_error_and_retried(
         caplog: pytest.LogCaptureFixture) -> None:
     joins = 0
+    refused_twice = asyncio.Event()
 
     async def refuse(_peer: bytes, msg: Message) -> Message | None:
         nonlocal joins
         if isinstance(msg, Join):
             joins += 1
+            if joins == 2:
+                refused_twice.set()
             return ErrorReply(error_type="agent-id-conflict",
                               detail="This ID has already been registered: ...")
         return None
@@ -65,10 +68,7 @@ async def test_a_taken_agent_id_is_logged_as_an_error_and_retried(
     caplog.set_level(logging.ERROR, logger="agent.manager_link")
     session.start()
     try:
-        async def refused_twice() -> None:
-            while joins < 2:
-                await asyncio.sleep(0.05)
-        await asyncio.wait_for(refused_twice(), 10)  # it keeps trying
+        await asyncio.wait_for(refused_twice.wait(), 10)  # it keeps trying
         assert not session.joined.is_set()
         errors: list[Any] = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert errors and "agent id 'a' is taken" in errors[0].getMessage()
