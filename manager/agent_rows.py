@@ -17,6 +17,7 @@ from manager.services.lifecycle import Transition, transition_many
 LIVE = [s.value for s in LIVE_STATUSES]
 # a container that stopped by itself: these reasons are failures, the others an ending
 FAILURE_REASONS = frozenset({"oom-killed", "runner-unresponsive"})
+JOIN_LOCK = 0x4A4F494E  # pg_advisory_xact_lock(JOIN_LOCK, hashtext(agent id)): one join at a time
 
 
 async def upsert(conn: AsyncConnection, msg: Join) -> None:
@@ -34,7 +35,10 @@ async def upsert(conn: AsyncConnection, msg: Join) -> None:
 async def holder(conn: AsyncConnection, agent_id: str, window: float
                  ) -> tuple[str, float] | None:
     """The instance id holding ``agent_id`` and the seconds since it was last heard,
-    when it is ALIVE and was heard within ``window`` (row locked until commit)."""
+    when it is ALIVE and was heard within ``window``. Joins of one agent id are
+    serialized until commit (an advisory lock: the row may not exist yet)."""
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
+        JOIN_LOCK, sa.func.hashtext(agent_id))))
     row = (await conn.execute(
         sa.select(agents.c.instance_id,
                   sa.func.extract("epoch", sa.func.now() - agents.c.last_heartbeat))

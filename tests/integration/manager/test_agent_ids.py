@@ -2,13 +2,15 @@
 (seed 002's 409 "This ID has already been registered"), a restarted one gets back in."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import sqlalchemy as sa
 
 from common.msg_agent import ErrorReply, JoinAccepted
 from manager.db.tables import agents
-from tests.integration.manager.conftest import wait_for
+from tests.integration.manager.conftest import Harness, wait_for
+from tests.integration.manager.test_replicas import pair  # noqa: F401  (fixture)
 
 
 async def _holder(harness: Any) -> str:
@@ -64,3 +66,24 @@ async def test_reconnect_of_the_same_instance_is_accepted(harness: Any) -> None:
     assert isinstance(reply, JoinAccepted) and reply.keep_kernels == [str(row.id)]
     status, _ = await harness.call("POST", "/kernel/kept", {"code": "1"})
     assert status == 200  # answered through the new connection
+
+
+async def test_a_holder_on_another_replica_counts(
+        pair: tuple[Harness, Harness]) -> None:  # noqa: F811  (the fixture)
+    """Replica b never saw the first agent: the agents row tells it the id is held."""
+    a, b = pair
+    await a.agent("agent-1", instance_id="first")
+    reply = await b.fake_agent("agent-1", instance_id="second").start()
+    assert isinstance(reply, ErrorReply) and reply.error_type == "agent-id-conflict", reply
+    assert await _holder(a) == "first"
+
+
+async def test_simultaneous_first_joins_admit_one(harness: Any) -> None:
+    fakes = [harness.fake_agent("agent-new", instance_id=f"inst-{i}") for i in range(4)]
+    replies = await asyncio.gather(*(f.start() for f in fakes))
+    accepted = [f.instance_id for f, r in zip(fakes, replies, strict=True)
+                if isinstance(r, JoinAccepted)]
+    assert len(accepted) == 1, replies
+    async with harness.engine.connect() as conn:
+        assert (await conn.execute(sa.select(agents.c.instance_id).where(
+            agents.c.id == "agent-new"))).scalar_one() == accepted[0]
