@@ -11,6 +11,10 @@ itself, and judges none until the database has been reachable for a whole heartb
 timeout. A LOST agent's sessions stay as they are (requests answer 503
 agent-unavailable) until ``reconcile.lost_grace`` has passed; an agent that comes back
 is reconciled by the rules of ``manager.reconcile`` on every join and heartbeat.
+
+An agent id belongs to one live agent process: a join whose ``instance_id`` differs from
+the holder's is refused (``agent-id-conflict``) while the holder was heard within
+``takeover_window`` here or, per its agents row, by any replica (docs/protocol.md).
 """
 from __future__ import annotations
 

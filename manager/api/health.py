@@ -91,6 +91,11 @@ class HealthCache:
             self._round = asyncio.ensure_future(self._probe(app))
         return await asyncio.shield(self._round)
 
+    async def close(self) -> None:
+        if self._round is not None and not self._round.done():
+            self._round.cancel()
+            await asyncio.gather(self._round, return_exceptions=True)
+
     async def _probe(self, app: web.Application) -> Report:
         pg, redis = await asyncio.gather(check_postgres(app[DB]),
                                          check_redis(app[EVENTS].client))
@@ -125,8 +130,13 @@ async def admin_health(request: web.Request) -> web.Response:
     return json_response(body, 200 if report.healthy else 503)
 
 
+async def _close(app: web.Application) -> None:
+    await app[HEALTH].close()
+
+
 def add_routes(app: web.Application) -> None:
     app[HEALTH] = HealthCache()
+    app.on_cleanup.append(_close)
     app.router.add_get(PUBLIC_PATH, health)
     for prefix in PREFIXES:
         app.router.add_get(f"{prefix}/admin/health", admin_health)
