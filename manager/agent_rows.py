@@ -20,12 +20,17 @@ FAILURE_REASONS = frozenset({"oom-killed", "runner-unresponsive"})
 JOIN_LOCK = 0x4A4F494E  # pg_advisory_xact_lock(JOIN_LOCK, hashtext(agent id)): one join at a time
 
 
+def instance_of(msg: Join) -> str:
+    """The Join's instance id as stored (a string of at most 64 characters)."""
+    return str(msg.instance_id)[:64]
+
+
 async def upsert(conn: AsyncConnection, msg: Join) -> None:
     values = {
         "id": msg.agent_id, "status": AgentStatus.ALIVE.value, "region": msg.region,
         "version": msg.version, "available_slots": dict(msg.available_slots),
         "occupied_slots": {}, "last_heartbeat": sa.func.now(), "lost_at": None,
-        "instance_id": msg.instance_id[:64],
+        "instance_id": instance_of(msg),
     }
     stmt = pg_insert(agents).values(**values)
     update = {k: stmt.excluded[k] for k in values if k != "id"}

@@ -237,18 +237,20 @@ class AgentRegistry:
             log.warning("agent %r presented a bad join token; refused", msg.agent_id)
             return ErrorReply(error_type="unauthorized", detail="bad join token")
         agent_id = AgentId(msg.agent_id)
+        instance = agent_rows.instance_of(msg)
         try:
-            self._check_held(agent_id, peer, msg.instance_id)
+            self._check_held(agent_id, peer, instance)
             async with self._engine.begin() as conn:
                 held = await agent_rows.holder(conn, agent_id, self.takeover_window)
-                if held is not None and held[0] != msg.instance_id:
+                if held is not None and held[0] != instance:
                     raise self._conflict(agent_id, held[0], held[1])
                 await agent_rows.upsert(conn, msg)
                 await agent_rows.replace_images(conn, agent_id, msg.images)
                 actions, done = await self._reconcile(conn, agent_id, msg.kernels,
                                                       msg.creating)
         except AgentIdConflict as e:
-            log.warning("agent %s refused: %s", agent_id, e)
+            log.warning("agent %s (instance %r) refused: %s held by instance %r", agent_id,
+                        instance, e, e.extra.get("holder"))
             return ErrorReply(error_type=e.slug, detail=str(e))
         except Exception as e:
             if (outage := translate(e)) is None:
@@ -256,7 +258,7 @@ class AgentRegistry:
             self.db.failed(e)
             return ErrorReply(error_type=outage.slug, detail=str(outage))
         self.db.ok()
-        self._instances[agent_id] = msg.instance_id
+        self._instances[agent_id] = instance
         old = self._peers.get(agent_id)
         if old is not None and old != peer:
             self._agents.pop(old, None)
@@ -290,11 +292,13 @@ class AgentRegistry:
             raise self._conflict(agent_id, held_by, ago)
 
     def _conflict(self, agent_id: AgentId, held_by: str, ago: float) -> AgentIdConflict:
+        """The refusal; the holder's instance id goes to the manager log only (whoever
+        knows it could pass for the holder)."""
         return AgentIdConflict(
             f"This ID has already been registered: agent id {agent_id!r} is held by a live "
-            f"agent (instance {held_by[:16] or 'unnamed'}, heard {ago:.1f}s ago); give each "
-            "agent its own agent_id (a restarted agent is accepted once the old one has "
-            f"been silent for {self.takeover_window:g}s)")
+            f"agent (heard {ago:.1f}s ago); give each agent its own agent_id (a restarted "
+            f"agent is accepted once the old one has been silent for "
+            f"{self.takeover_window:g}s)", holder=held_by)
 
     async def _reconcile(self, conn: AsyncConnection, agent_id: AgentId, running: list[str],
                          creating: list[str]) -> tuple[list[Action], list[Transition]]:

@@ -27,6 +27,7 @@ async def test_second_agent_with_a_live_id_is_refused(harness: Any) -> None:
     assert isinstance(reply, ErrorReply), reply
     assert reply.error_type == "agent-id-conflict"
     assert "This ID has already been registered" in reply.detail
+    assert "first" not in reply.detail  # the holder's instance id would let one pass for it
     # the first agent keeps its id and its session: requests still reach it
     (row,) = await harness.sessions()
     assert row.status == "RUNNING"
