@@ -5,9 +5,10 @@ join token, then a ``Heartbeat`` every ``heartbeat_interval``. A ``Rejoin`` (the
 manager restarted), an ``unauthorized`` error or a Join that times out starts the
 join again, with exponential backoff (0.5 s up to 5 s; up to 30 s while the manager
 answers ``agent-id-conflict``: another live agent holds our id, or our previous
-process has not been silent long enough yet, which the first retries outlast). Sends never wait for a replica
-that is down or hung (``DealerLink(fail_fast=True)``): a Join to it fails at once and is
-retried, and each replica's heartbeats go out independently of the others.
+process has not been silent long enough yet, which the first retries outlast). Sends
+never wait for a replica that is down or hung (``DealerLink(fail_fast=True)``): a Join
+to it fails at once and is retried, and each replica's heartbeats go out independently
+of the others.
 
 Streams (agent link v2) belong to the session that started them: the session passes
 itself to ``dispatch``, their messages go back with ``send_stream``, and when the
