@@ -111,6 +111,15 @@ class RunnerConfig(BaseModel):
     unresponsive_timeout: float = Field(default=30.0, ge=0)  # 0: never declare a hang
 
 
+class StatsConfig(BaseModel):
+    """Live stats sent to the managers (agent/stats_report.py); interval 0 turns it off."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    interval: float = Field(default=10.0, ge=0)
+    concurrency: int = Field(default=4, ge=1)
+
+
 class JailConfig(BaseModel):
     """The uid/gid every session process runs as; they must name no host account/group."""
 
@@ -176,6 +185,7 @@ class AgentConfig(BaseModel):
     jail: JailConfig = JailConfig()
     scratch: ScratchConfig = ScratchConfig()
     runs: RunsConfig = RunsConfig()
+    stats: StatsConfig = StatsConfig()
 
 
 def load_agent_config(path: str | Path | None) -> AgentConfig:

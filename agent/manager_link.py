@@ -3,9 +3,12 @@
 ``ManagerSession`` dials out over a ``DealerLink`` (CurveZMQ), sends ``Join`` with the
 join token, then a ``Heartbeat`` every ``heartbeat_interval``. A ``Rejoin`` (the
 manager restarted), an ``unauthorized`` error or a Join that times out starts the
-join again, with exponential backoff (0.5 s up to 5 s). Sends never wait for a replica
-that is down or hung (``DealerLink(fail_fast=True)``): a Join to it fails at once and is
-retried, and each replica's heartbeats go out independently of the others.
+join again, with exponential backoff (0.5 s up to 5 s; up to 30 s while the manager
+answers ``agent-id-conflict``: another live agent holds our id, or our previous
+process has not been silent long enough yet, which the first retries outlast). Sends
+never wait for a replica that is down or hung (``DealerLink(fail_fast=True)``): a Join
+to it fails at once and is retried, and each replica's heartbeats go out independently
+of the others.
 
 Streams (agent link v2) belong to the session that started them: the session passes
 itself to ``dispatch``, their messages go back with ``send_stream``, and when the
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START = 0.5
 BACKOFF_MAX = 5.0
+BACKOFF_CONFLICT_MAX = 30.0  # while another live agent holds our agent id
 STREAM_SEND_PATIENCE = 5.0  # seconds a stream message waits for a full send queue
 STREAM_SEND_RETRY = 0.01
 
@@ -67,6 +71,7 @@ class ManagerSession:
         self.joined = asyncio.Event()
         self.connected = False  # joined, and the connection has not dropped since
         self._sent_images: list[dict[str, Any]] | None = None
+        self._conflict = False  # the last join was refused: our agent id is taken
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -120,7 +125,8 @@ class ManagerSession:
             accepted, reported = await self._join()
             if accepted is None:
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                backoff = min(backoff * 2,
+                              BACKOFF_CONFLICT_MAX if self._conflict else BACKOFF_MAX)
                 continue
             backoff = BACKOFF_START
             self.joined.set()
@@ -137,6 +143,7 @@ class ManagerSession:
         join = self._agent.join_message()
         reported = join.kernels + join.creating
         self._rejoin.clear()
+        self._conflict = False
         try:
             reply = await self.link.request(join, self._timeout)
         except KrakenError as e:
@@ -147,6 +154,13 @@ class ManagerSession:
             log.info("joined manager at %s", self.endpoint)
             return reply, reported
         detail = reply.detail if isinstance(reply, ErrorReply) else reply.msg_type
+        if isinstance(reply, ErrorReply) and reply.error_type == "agent-id-conflict":
+            # another live agent holds our agent_id: say so loudly; keep retrying, since
+            # this is also what a quick restart sees until the old process is known dead
+            log.error("manager at %s refused the join, agent id %r is taken: %s "
+                      "(retrying)", self.endpoint, join.agent_id, detail)
+            self._conflict = True
+            return None, reported
         log.warning("manager at %s refused the join: %s", self.endpoint, detail)
         return None, reported
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import zmq.asyncio
 
 import agent
-from agent import idle, watchdog
+from agent import idle, stats_report, watchdog
 from agent.backend import ContainerBackend
 from agent.config import AgentConfig
 from agent.files import ScratchFiles, scratch_pool
@@ -58,6 +59,7 @@ from common.msg_agent import (
     KernelDestroyed,
     KernelLogs,
     KernelStats,
+    KernelStatsBatch,
     KernelTerminated,
     ListFiles,
     RestartKernel,
@@ -93,6 +95,8 @@ class Agent:
         self.streams = StreamTable(self.kernels, STARTERS)
         self.kernels.on_gone.append(self.streams.kernel_gone)
         self.sessions: list[ManagerSession] = []
+        # random per process: a second agent configured with our agent_id is refused
+        self.instance_id = secrets.token_hex(8)
         self._images: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._events_task: asyncio.Task[None] | None = None
@@ -121,6 +125,10 @@ class Agent:
         self._events_task = asyncio.ensure_future(self._watch_events())
         self._spawn(idle.reap_loop(self.kernels, self.broadcast))
         self._spawn(watchdog.watch_loop(self.kernels, self.broadcast, self.cfg.runner))
+        if self.cfg.stats.interval > 0:
+            self._spawn(stats_report.report_loop(self.kernels, self.broadcast,
+                                                 self.cfg.stats.interval,
+                                                 self.cfg.stats.concurrency))
         key = self.cfg.manager.server_public_key()
         for endpoint in self.cfg.manager.endpoints:
             session = ManagerSession(self, endpoint, key, self.cfg.manager.request_timeout,
@@ -179,7 +187,8 @@ class Agent:
                     region=self.cfg.region, version=agent.__version__,
                     available_slots=self.pool.capacity.to_wire(), images=self._images,
                     kernels=self.kernels.kernel_ids, creating=self.kernels.creating_ids,
-                    gpus=[g.to_wire() for g in self.pool.gpus], group=self.cfg.group)
+                    gpus=[g.to_wire() for g in self.pool.gpus], group=self.cfg.group,
+                    instance_id=self.instance_id)
 
     async def heartbeat_message(self) -> tuple[Heartbeat, list[dict[str, Any]]]:
         self._images = await self._list_images()
@@ -207,7 +216,7 @@ class Agent:
     async def _drop(self, kernel_ids: list[str]) -> None:
         await self.kernels.drop(kernel_ids, "the manager dropped it at join")
 
-    async def broadcast(self, event: KernelTerminated) -> None:
+    async def broadcast(self, event: KernelTerminated | KernelStatsBatch) -> None:
         for session in self.sessions:
             await session.send_event(event)
 

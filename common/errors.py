@@ -35,6 +35,7 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     │   └── VFolderLimitExceeded (406 vfolder-limit-exceeded)
     ├── SessionAlreadyExists (409 session-already-exists)
     ├── KernelNotRunning (409 kernel-not-running): a stream to a session not RUNNING
+    ├── AgentIdConflict (409 agent-id-conflict): a live agent already holds that agent id
     ├── QuotaExceeded (412 quota-exceeded)
     ├── PayloadTooLarge (413 payload-too-large)
     ├── RateLimitExceeded (429 too-many-requests)
@@ -193,6 +194,10 @@ class SessionAlreadyExists(KrakenError):
 
 class KernelNotRunning(KrakenError):
     status, slug, title = 409, "kernel-not-running", "The session is not RUNNING"
+
+
+class AgentIdConflict(KrakenError):
+    status, slug, title = 409, "agent-id-conflict", "This ID has already been registered"
 
 
 class QuotaExceeded(KrakenError):

@@ -36,6 +36,9 @@ class Join(Message):
     gpus: list[dict[str, Any]] = field(default_factory=list)
     creating: list[str] = field(default_factory=list)  # kernel ids whose create is under way
     group: str = "default"  # agent group (link v2 addition; absent from older agents)
+    # agent link v2 addition: random per agent process. A join naming an agent id that a
+    # live agent with another instance id holds is refused (agent-id-conflict, 409).
+    instance_id: str = ""
 
 
 @AGENT_PROTOCOL.message("heartbeat")
@@ -57,6 +60,15 @@ class KernelTerminated(Message):
     kernel_id: str
     reason: str
     exit_code: int | None = None
+
+
+@AGENT_PROTOCOL.message("kernel-stats-batch")
+class KernelStatsBatch(Message):
+    """One-way, agent link v2 addition: every ``stats_interval`` seconds, the Container
+    Stats Object (seed 004 §2.9.8) of each running kernel, ``{kernel_id: stats}``, in
+    one message per agent (the manager stores it in one statement)."""
+
+    stats: dict[str, dict[str, int]]
 
 
 # ---- manager → agent requests -----------------------------------------------------

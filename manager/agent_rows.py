@@ -17,6 +17,12 @@ from manager.services.lifecycle import Transition, transition_many
 LIVE = [s.value for s in LIVE_STATUSES]
 # a container that stopped by itself: these reasons are failures, the others an ending
 FAILURE_REASONS = frozenset({"oom-killed", "runner-unresponsive"})
+JOIN_LOCK = 0x4A4F494E  # pg_advisory_xact_lock(JOIN_LOCK, hashtext(agent id)): one join at a time
+
+
+def instance_of(msg: Join) -> str:
+    """The Join's instance id as stored (a string of at most 64 characters)."""
+    return str(msg.instance_id)[:64]
 
 
 async def upsert(conn: AsyncConnection, msg: Join) -> None:
@@ -25,10 +31,28 @@ async def upsert(conn: AsyncConnection, msg: Join) -> None:
         "version": msg.version, "available_slots": dict(msg.available_slots),
         "occupied_slots": {}, "last_heartbeat": sa.func.now(), "lost_at": None,
         "scaling_group": msg.group,
+        "instance_id": instance_of(msg),
     }
     stmt = pg_insert(agents).values(**values)
     update = {k: stmt.excluded[k] for k in values if k != "id"}
     await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=update))
+
+
+async def holder(conn: AsyncConnection, agent_id: str, window: float
+                 ) -> tuple[str, float] | None:
+    """The instance id holding ``agent_id`` and the seconds since it was last heard,
+    when it is ALIVE and was heard within ``window``. Joins of one agent id are
+    serialized until commit (an advisory lock: the row may not exist yet)."""
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
+        JOIN_LOCK, sa.func.hashtext(agent_id))))
+    row = (await conn.execute(
+        sa.select(agents.c.instance_id,
+                  sa.func.extract("epoch", sa.func.now() - agents.c.last_heartbeat))
+        .where(agents.c.id == agent_id, agents.c.status == AgentStatus.ALIVE.value)
+        .with_for_update())).one_or_none()
+    if row is None or float(row[1]) >= window:
+        return None
+    return str(row[0]), max(float(row[1]), 0.0)
 
 
 async def beat(conn: AsyncConnection, agent_id: str, msg: Heartbeat) -> str | None:

@@ -11,6 +11,10 @@ itself, and judges none until the database has been reachable for a whole heartb
 timeout. A LOST agent's sessions stay as they are (requests answer 503
 agent-unavailable) until ``reconcile.lost_grace`` has passed; an agent that comes back
 is reconciled by the rules of ``manager.reconcile`` on every join and heartbeat.
+
+An agent id belongs to one live agent process: a join whose ``instance_id`` differs from
+the holder's is refused (``agent-id-conflict``) while the holder was heard within
+``takeover_window`` here or, per its agents row, by any replica (docs/protocol.md).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.codec import Message
-from common.errors import AgentUnavailable, KrakenError
+from common.errors import AgentIdConflict, AgentUnavailable, KrakenError
 from common.ids import AgentId
 from common.link import PeerId, RouterLink
 from common.msg_agent import (
@@ -79,6 +83,7 @@ class AgentRegistry:
         self._agents: dict[PeerId, AgentId] = {}
         self._heard: dict[AgentId, float] = {}  # monotonic time of the last message
         self._reports: dict[AgentId, Report] = {}
+        self._instances: dict[AgentId, str] = {}  # the Join instance id behind each peer
         # one agent's one-way messages are applied in the order they arrived
         self._order: dict[AgentId, asyncio.Lock] = {}
         self._handlers: dict[type[Message], Handler] = {
@@ -100,6 +105,14 @@ class AgentRegistry:
     def on_peer_dropped(self, listener: Callable[[PeerId, str], None]) -> None:
         """``listener(peer, why)`` when an agent connection is replaced or falls silent."""
         self._dropped_listeners.append(listener)
+
+    def agent_of(self, peer: PeerId) -> AgentId | None:
+        """The agent that joined on ``peer`` (None: it has not joined)."""
+        return self._agents.get(peer)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
 
     def peer_of(self, agent_id: str) -> PeerId | None:
         """The link peer the agent joined from, while this replica hears it."""
@@ -228,18 +241,28 @@ class AgentRegistry:
             return ErrorReply(error_type="invalid-api-params",
                               detail="the agent group name must be 1-64 of A-Z a-z 0-9 . _ -")
         agent_id = AgentId(msg.agent_id)
+        instance = agent_rows.instance_of(msg)
         try:
+            self._check_held(agent_id, peer, instance)
             async with self._engine.begin() as conn:
+                held = await agent_rows.holder(conn, agent_id, self.takeover_window)
+                if held is not None and held[0] != instance:
+                    raise self._conflict(agent_id, held[0], held[1])
                 await agent_rows.upsert(conn, msg)
                 await agent_rows.replace_images(conn, agent_id, msg.images)
                 actions, done = await self._reconcile(conn, agent_id, msg.kernels,
                                                       msg.creating)
+        except AgentIdConflict as e:
+            log.warning("agent %s (instance %r) refused: %s held by instance %r", agent_id,
+                        instance, e, e.extra.get("holder"))
+            return ErrorReply(error_type=e.slug, detail=str(e))
         except Exception as e:
             if (outage := translate(e)) is None:
                 raise
             self.db.failed(e)
             return ErrorReply(error_type=outage.slug, detail=str(outage))
         self.db.ok()
+        self._instances[agent_id] = instance
         old = self._peers.get(agent_id)
         if old is not None and old != peer:
             self._agents.pop(old, None)
@@ -254,6 +277,32 @@ class AgentRegistry:
                  len(actions))
         return JoinAccepted(heartbeat_interval=self.config.heartbeat_interval,
                             keep_kernels=keep)
+
+    @property
+    def takeover_window(self) -> float:
+        """An agent id is held while its holder was heard this recently: two missed
+        heartbeats (bounded by the heartbeat timeout) free it for another instance."""
+        return min(2 * self.config.heartbeat_interval, self.config.heartbeat_timeout)
+
+    def _check_held(self, agent_id: AgentId, peer: PeerId, instance_id: str) -> None:
+        """Raise AgentIdConflict when another connection of this replica holds the id
+        for another instance and was heard within the takeover window."""
+        old = self._peers.get(agent_id)
+        held_by = self._instances.get(agent_id, "")
+        if old is None or old == peer or held_by == instance_id:
+            return
+        ago = time.monotonic() - self._heard.get(agent_id, float("-inf"))
+        if ago < self.takeover_window:
+            raise self._conflict(agent_id, held_by, ago)
+
+    def _conflict(self, agent_id: AgentId, held_by: str, ago: float) -> AgentIdConflict:
+        """The refusal; the holder's instance id goes to the manager log only (whoever
+        knows it could pass for the holder)."""
+        return AgentIdConflict(
+            f"This ID has already been registered: agent id {agent_id!r} is held by a live "
+            f"agent (heard {ago:.1f}s ago); give each agent its own agent_id (a restarted "
+            f"agent is accepted once the old one has been silent for "
+            f"{self.takeover_window:g}s)", holder=held_by)
 
     async def _reconcile(self, conn: AsyncConnection, agent_id: AgentId, running: list[str],
                          creating: list[str]) -> tuple[list[Action], list[Transition]]:

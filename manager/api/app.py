@@ -17,7 +17,19 @@ from common.config import ConfigError
 from common.errors import ServiceUnavailable
 from common.filemodes import warn_if_loose
 from manager import linkkeys, secretbox
-from manager.api import admin, console, files, kernel, resource, stream, version, vfolders
+from manager.api import (
+    admin,
+    console,
+    files,
+    health,
+    kernel,
+    nodes,
+    resource,
+    stream,
+    usage,
+    version,
+    vfolders,
+)
 from manager.api.auth import NONCE_TTL, auth_middleware
 from manager.api.console_sessions import console_sessions_ctx
 from manager.api.hosts import host_middleware
@@ -41,6 +53,7 @@ from manager.api.strict import NONCES, NonceStore
 from manager.config import ManagerConfig
 from manager.db.engine import make_engine
 from manager.events import EventBus
+from manager.live_stats import LiveStats
 from manager.outage import translate
 from manager.registry import AgentRegistry
 from manager.services.control import SessionControl
@@ -139,6 +152,7 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     routes = RouteCache()
     registry = AgentRegistry(config.link, app[DB], app[EVENTS], token, routes.forget,
                              config.reconcile)
+    LiveStats(registry)
     registry.start(secret, public)
     app[REGISTRY] = registry
     counter = QueryCounter()
@@ -211,6 +225,9 @@ def build_app(config: ManagerConfig) -> web.Application:
     files.add_routes(app)
     admin.add_routes(app)
     resource.add_routes(app)
+    health.add_routes(app)
+    nodes.add_routes(app)
+    usage.add_routes(app)
     console.add_routes(app)
     vfolders.add_routes(app)
     stream.add_routes(app)

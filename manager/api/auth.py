@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 from dateutil import parser as dateparser
 
-from common.errors import AuthenticationFailed, StrictSigningRequired
+from common.errors import AuthenticationFailed, Forbidden, StrictSigningRequired
 from manager.api.console import authenticate_console, is_console_route, uses_console_session
 from manager.api.keys import CONFIG, KEYPAIRS
 from manager.api.ratelimit import limit_keypair
@@ -169,3 +169,11 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
 
 def caller(request: web.Request) -> KeypairInfo:
     return request[KEYPAIR]
+
+
+def admin_caller(request: web.Request) -> KeypairInfo:
+    """The caller, who must hold an admin keypair (else 403)."""
+    keypair = request[KEYPAIR]
+    if not keypair.is_admin:
+        raise Forbidden("this route is for admin keypairs")
+    return keypair

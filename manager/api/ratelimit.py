@@ -146,8 +146,11 @@ async def limit_keypair(request: web.Request, keypair: KeypairInfo) -> None:
                  keypair.rate_limit or limiter.keypair_default)
 
 
+UNCOUNTED = frozenset({"/health"})  # served from a cache (manager.api.health)
+
+
 async def _limit_anonymous(request: web.Request) -> None:
-    if RATE not in request:
+    if RATE not in request and request.path not in UNCOUNTED:
         await _apply(request, "ip:" + (request.remote or "unknown"),
                      request.app[LIMITER].anonymous)
 

@@ -45,8 +45,10 @@ def check_version_header(request: web.Request) -> None:
 
 
 def is_public(request: web.Request) -> bool:
-    """Version checks need no signature (seed 004 §2.6.6)."""
-    return request.method == "GET" and request.path.rstrip("/") in ("", f"/v{MAJOR}")
+    """Version checks (seed 004 §2.6.6) and the load balancers' ``GET /health``
+    (manager.api.health) need no signature."""
+    return request.method == "GET" and request.path.rstrip("/") in ("", f"/v{MAJOR}",
+                                                                     "/health")
 
 
 def add_routes(app: web.Application) -> None:

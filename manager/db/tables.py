@@ -46,6 +46,8 @@ agents = sa.Table(
     sa.Column("lost_at", sa.DateTime(timezone=True), nullable=True),
     # added by migration 0005: the agent group it joined with (Join.group)
     sa.Column("scaling_group", sa.String(64), nullable=False, server_default="default"),
+    # added by migration 0006 (nodes-accounting): the Join's instance id of the holder
+    sa.Column("instance_id", sa.String(64), nullable=False, server_default=""),
 )
 
 images = sa.Table(
@@ -83,6 +85,9 @@ kernels = sa.Table(
     sa.Index("ix_kernels_live_token", "access_key", "session_name", unique=True,
              postgresql_where=sa.text(LIVE_STATUS_SQL)),
     sa.Index("ix_kernels_agent_status", "agent_id", "status"),
+    # added by migration 0006 (nodes-accounting): usage queries by time range
+    sa.Index("ix_kernels_access_key_created", "access_key", "created_at"),
+    sa.Index("ix_kernels_created", "created_at"),
 )
 
 kernel_events = sa.Table(
@@ -94,6 +99,7 @@ kernel_events = sa.Table(
     sa.Column("to_status", sa.String(16), nullable=False),
     sa.Column("reason", sa.String(256), nullable=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Index("ix_kernel_events_at", "at", "id"),  # migration 0006: the event log API
 )
 
 # ---- added by migration 0002: virtual folders and per-keypair API policy ----------------

@@ -1,8 +1,10 @@
-"""A whole throwaway cluster for end-to-end tests: manager + agent processes.
+"""A whole throwaway cluster for end-to-end tests: a manager and N agent processes.
 
 It uses the halfstack PostgreSQL and Redis (scripts/dev halfstack) but a database
-of its own, free ports, its own agent id and scratch directory, and removes every
-container it made when it stops.
+of its own, free ports, and for each agent its own id, config and scratch directory;
+it removes every container it made when it stops. With ``agents=1`` (the default) the
+agent is named ``agent`` with id ``agent_id``; more agents are ``agent1``, ``agent2``
+… with ids ``<agent_id>-1``, ``<agent_id>-2`` … (``agent_ids``: name → id).
 """
 from __future__ import annotations
 
@@ -30,12 +32,14 @@ def free_port() -> int:
 
 
 class Cluster:
-    def __init__(self, workdir: Path, pg_url: str, redis_url: str) -> None:
+    def __init__(self, workdir: Path, pg_url: str, redis_url: str, agents: int = 1) -> None:
         self.workdir = workdir
         self.pg_url = pg_url
         self.redis_url = redis_url
         self.db_name = f"kraken_e2e_{secrets.token_hex(4)}"
         self.agent_id = f"e2e-{secrets.token_hex(3)}"
+        self.agent_ids = {"agent": self.agent_id} | {
+            f"agent{i}": f"{self.agent_id}-{i}" for i in range(1, agents)}
         self.api_port = free_port()
         self.link_port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.api_port}"
@@ -106,8 +110,13 @@ level = "INFO"
         self._write_keys()
         (self.workdir / "manager.toml").write_text(self.manager_toml(self.api_port,
                                                                       self.link_port))
-        (self.workdir / "agent.toml").write_text(
-            self.agent_toml(self.agent_id, [self.link_port], self.workdir / "scratch"))
+        for name, agent_id in self.agent_ids.items():
+            (self.workdir / f"{name}.toml").write_text(self.agent_toml(
+                agent_id, [self.link_port], self.workdir / self._scratch(name)))
+
+    @staticmethod
+    def _scratch(name: str) -> str:
+        return "scratch" if name == "agent" else f"scratch-{name}"
 
     async def _create_db(self) -> None:
         conn = await asyncpg.connect(self.pg_url)
@@ -146,7 +155,8 @@ level = "INFO"
         self.create_admin_keypair(cfg)
         self.start_process("manager", "serve", "-c", str(cfg))
         self.wait(lambda: self.api_up(self.endpoint), 30, "manager API")
-        self.start_agent()
+        for name, agent_id in self.agent_ids.items():
+            self.start_agent(name, agent_id)
 
     def start_agent(self, name: str = "agent", agent_id: str = "") -> None:
         """Start an agent (config ``<name>.toml``) and wait for a fresh join."""
@@ -228,20 +238,26 @@ level = "INFO"
             time.sleep(0.2)
         raise RuntimeError(f"timed out waiting for {what} (last error: {last_error!r})")
 
-    def containers(self) -> list[str]:
-        out = subprocess.run(["docker", "ps", "-aq", "--filter",
-                              f"label=ai.backend.agent-id={self.agent_id}"],
-                             capture_output=True, text=True, check=True)
-        return out.stdout.split()
+    def containers(self, agent_id: str | None = None) -> list[str]:
+        """The containers of the cluster's agents (or of the one ``agent_id``)."""
+        found = []
+        for each in [agent_id] if agent_id else list(self.agent_ids.values()):
+            out = subprocess.run(["docker", "ps", "-aq", "--filter",
+                                  f"label=ai.backend.agent-id={each}"],
+                                 capture_output=True, text=True, check=True)
+            found += out.stdout.split()
+        return found
 
     async def stop(self) -> None:
-        self.stop_process("agent")
+        for name in self.agent_ids:
+            self.stop_process(name)
         self.stop_process("manager")
         left = self.containers()
         if left:
             subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
         await self._drop_db()
-        shutil.rmtree(self.workdir / "scratch", ignore_errors=True)
+        for name in self.agent_ids:
+            shutil.rmtree(self.workdir / self._scratch(name), ignore_errors=True)
 
     # ---- the official client ----------------------------------------------------
     def client_env(self, **overrides: str) -> dict[str, str]:

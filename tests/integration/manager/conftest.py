@@ -157,8 +157,9 @@ class FakeAgent:
 
     def __init__(self, endpoint: str, server_key: bytes, token: str, agent_id: str,
                  images: list[str] | None = None, cpu: str = "4", mem: str = str(8 * 2**30),
-                 group: str = "default") -> None:
+                 group: str = "default", instance_id: str = "") -> None:
         self.agent_id, self.token, self.group = agent_id, token, group
+        self.instance_id = instance_id
         self.images = [{"name": n, "id": "sha256:" + n, "labels": {}}
                        for n in (images or [IMAGE])]
         self.slots = {"cpu": cpu, "mem": mem}
@@ -191,7 +192,8 @@ class FakeAgent:
         return await self.link.request(Join(
             agent_id=self.agent_id, token=token or self.token, region="test", version="0",
             available_slots=self.slots, images=self.images, kernels=sorted(self.kernels),
-            creating=sorted(self.creating), group=self.group), 10)
+            creating=sorted(self.creating), group=self.group,
+            instance_id=self.instance_id), 10)
 
     def stop_heartbeats(self) -> None:
         if self._beat is not None:
