@@ -29,12 +29,14 @@ class AgentSnapshot:
     capacity: Mapping[str, float]  # total slots the agent offers
     occupied: Mapping[str, float]  # slots held by live sessions on it
     images: frozenset[str]
+    group: str = "default"  # the agent group (scaling group) it serves
 
 
 @dataclass(frozen=True, slots=True)
 class PlacementRequest:
     image: str
     slots: Mapping[str, float]
+    group: str = "default"  # only agents of this group may take it
 
 
 @dataclass(frozen=True)
@@ -90,18 +92,25 @@ def schedule(snapshot: ClusterView | Iterable[AgentSnapshot],
     want = view.request_vector(request.slots)
     if want is None:
         return None
-    free_after = view.capacity - view.occupied - want
-    fits = view.image_mask(request.image) & np.all(free_after >= -_EPS, axis=1)
+    index = best_index(view.capacity, view.occupied, view.image_mask(request.image), want)
+    return None if index is None else view.agent_ids[index]
+
+
+def best_index(capacity: np.ndarray, occupied: np.ndarray, eligible: np.ndarray,
+               want: np.ndarray) -> int | None:
+    """The best-fit row among ``eligible`` agents (the rule of ``schedule``), or None."""
+    free_after = capacity - occupied - want
+    fits = eligible & np.all(free_after >= -_EPS, axis=1)
     if not fits.any():
         return None
     asked = want > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(view.capacity[:, asked] > 0,
-                         free_after[:, asked] / view.capacity[:, asked], 0.0)
+        ratio = np.where(capacity[:, asked] > 0,
+                         free_after[:, asked] / capacity[:, asked], 0.0)
     score = np.where(fits, ratio.sum(axis=1), np.inf)
     best = float(score.min())
     # ties within _EPS go to the smallest id: the view is sorted, so the first one
-    return view.agent_ids[int(np.flatnonzero(score <= best + _EPS)[0])]
+    return int(np.flatnonzero(score <= best + _EPS)[0])
 
 
 def could_ever_fit(capacities: Iterable[Mapping[str, float]],
