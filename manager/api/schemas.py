@@ -87,7 +87,35 @@ def parse_create(body: dict[str, Any]) -> CreateSpec:
         mem=memory_bytes(mem) if mem is not None else None,
         gpu=_number(config, "instanceGPUs", "instanceGPU") or 0.0,
         mounts=tuple(parse_mounts(config.get("mounts"))),
+        max_wait=_max_wait(body), enqueue_only=_flag(body, "enqueueOnly"),
+        group=_group(config),
     )
+
+
+def _max_wait(body: dict[str, Any]) -> float | None:
+    """``maxWaitSeconds``: how long a create may wait queued (> 0; the upper bound is
+    the manager's ``scheduler.max_wait_limit``)."""
+    value = body.get("maxWaitSeconds")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidAPIParameters("'maxWaitSeconds' must be a positive number")
+    return float(value)
+
+
+def _flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise InvalidAPIParameters(f"'{key}' must be true or false")
+    return value
+
+
+def _group(config: dict[str, Any]) -> str:
+    group = _str(config, "scalingGroup", max_len=64) or "default"
+    if not TOKEN.match(group) and group != "default":
+        raise InvalidAPIParameters("'config.scalingGroup' must be 1-64 characters of "
+                                   "A-Z a-z 0-9 . _ : -")
+    return group
 
 
 def parse_execute(body: dict[str, Any]) -> ExecuteSpec:

@@ -41,6 +41,9 @@ ROOT_RULES: dict[str, Rule] = {
     "create_keypair": Rule.ADMIN,
     "modify_keypair": Rule.ADMIN,
     "delete_keypair": Rule.ADMIN,
+    "queued_sessions": Rule.ADMIN,
+    "move_queued_session": Rule.ADMIN,
+    "cancel_queued_session": Rule.ADMIN,
 }
 
 
