@@ -155,6 +155,10 @@ class QueueService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    def waiting(self) -> int:
+        """How many sessions have a create call waiting for them on this replica."""
+        return len(self._waiters)
+
     def kick(self) -> None:
         """Ask for a placement pass soon (several kicks before it starts make one pass)."""
         self._kick.set()

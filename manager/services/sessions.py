@@ -109,10 +109,16 @@ class SessionCreator:
                                        f"{self.config.scheduler.max_wait_limit:g}")
         async with self._engine.begin() as conn:
             reuse = await self._admit(conn, owner, spec)
-            if reuse is not None:
-                return reuse, False, ""
-            mounts = await self._vfolders.resolve_mounts(owner, list(spec.mounts))
-            pending = await self._insert(conn, owner, spec, mounts)
+            if reuse is None:
+                mounts = await self._vfolders.resolve_mounts(owner, list(spec.mounts))
+                pending = await self._insert(conn, owner, spec, mounts)
+            else:
+                waiting = await self._queued_id(conn, owner, spec)
+        if reuse is not None:
+            if waiting is not None and not spec.enqueue_only:
+                # the same token again (a client that reconnected): wait for it again
+                await self.queue.wait_running(waiting, wait, self._after_placed())
+            return reuse, False, ""
         await self._events.publish([pending[1]])
         queued_wait = None if spec.enqueue_only and spec.max_wait is None else wait
         try:
@@ -133,10 +139,20 @@ class SessionCreator:
         self.queue.kick()
         if spec.enqueue_only:
             return spec.session_name, True, SessionStatus.PENDING.value
-        link = self.config.link
-        await self.queue.wait_running(pending[0].kernel_id, wait,
-                                      link.create_timeout + self.config.reconcile.settle)
+        await self.queue.wait_running(pending[0].kernel_id, wait, self._after_placed())
         return spec.session_name, True, SessionStatus.RUNNING.value
+
+    def _after_placed(self) -> float:
+        """How long a waiting create waits for the agent once its session is placed."""
+        return self.config.link.create_timeout + self.config.reconcile.settle
+
+    async def _queued_id(self, conn: AsyncConnection, owner: KeypairInfo,
+                         spec: CreateSpec) -> uuid.UUID | None:
+        return (await conn.execute(sa.select(kernels.c.id).where(
+            kernels.c.access_key == owner.access_key,
+            kernels.c.session_name == spec.session_name,
+            kernels.c.status == SessionStatus.PENDING.value,
+            kernels.c.queued_at.is_not(None)))).scalar()
 
     async def _admit(self, conn: AsyncConnection, owner: KeypairInfo,
                      spec: CreateSpec) -> str | None:

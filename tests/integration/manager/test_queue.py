@@ -215,6 +215,20 @@ async def test_a_client_that_disconnects_leaves_the_session_queued(admin: Harnes
     await wait_for(lambda: _running(h, "gone"), what="gone RUNNING without its caller")
 
 
+async def test_the_same_token_again_waits_for_the_queued_session(admin: Harness) -> None:
+    h = admin
+    await h.agent(cpu="1", mem=str(4 << 30))
+    assert (await create(h, "busy"))[0] == 201
+    assert (await create(h, "again", enqueueOnly=True))[0] == 201
+    # the client comes back with its token: it waits for that session, not a new one
+    waiting = asyncio.ensure_future(create(h, "again", maxWaitSeconds=60))
+    await wait_for(lambda: h.app[CREATOR].queue.waiting() == 1, what="the call waiting")
+    assert (await h.call("DELETE", "/kernel/busy"))[0] == 200
+    assert await waiting == (200, {"kernelId": "again", "created": False})
+    assert await _running(h, "again")
+    assert len([r for r in await h.sessions() if r.session_name == "again"]) == 1
+
+
 async def test_cli_lists_moves_and_cancels(admin: Harness, mgr_config: ManagerConfig) -> None:
     h = admin
     await h.agent(cpu="1", mem=str(4 << 30))
