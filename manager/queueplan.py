@@ -16,8 +16,10 @@ placement lock (manager/services/queue.py). Within a group:
   not fit on any agent of its group even if that agent were empty (image missing, a
   slot nobody has, too large) does not block; it is skipped and waits for an agent
   that can take it.
-- **Where.** Best fit (``manager.scheduler.best_index``), over occupancy updated by
-  every placement of the same pass, so one pass never overfills an agent.
+- **Where.** Best fit (the rule of ``manager.scheduler.schedule``), over occupancy
+  updated by every placement of the same pass, so one pass never overfills an agent. The
+  scores of each request shape are computed once per pass and then only the row that
+  changed is rescored, so a placement costs one scan for the minimum.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from typing import Literal
 import numpy as np
 
 from common.ids import AgentId
-from manager.scheduler import AgentSnapshot, ClusterView, PlacementRequest, best_index
+from manager.scheduler import AgentSnapshot, ClusterView, PlacementRequest, fit_scores, pick
 
 Policy = Literal["fifo", "drf"]
 POLICIES: tuple[Policy, ...] = ("fifo", "drf")
@@ -92,6 +94,10 @@ class _GroupPass:
         self.occupied = view.occupied.copy()
         self.total = view.capacity.sum(axis=0)
         self.held = held
+        # per request shape (image, slot vector): the best-fit score of every agent,
+        # kept current row by row as the pass places sessions
+        self.scores: dict[tuple[str, bytes], np.ndarray] = {}
+        self.shapes: dict[tuple[str, bytes], tuple[np.ndarray, np.ndarray]] = {}
 
     def run(self, queue: list[QueuedSession], policy: Policy
             ) -> list[tuple[QueuedSession, AgentId]]:
@@ -113,13 +119,30 @@ class _GroupPass:
         want = self.view.request_vector(q.request.slots)
         if want is None:
             return False
-        mask = self.view.image_mask(q.request.image)
-        if not (mask & np.all(self.view.capacity - want >= -_EPS, axis=1)).any():
+        key = (q.request.image, want.tobytes())
+        score = self.scores.get(key)
+        if score is None:
+            mask = self.view.image_mask(q.request.image)
+            if not (mask & np.all(self.view.capacity - want >= -_EPS, axis=1)).any():
+                self.scores[key] = score = np.empty(0)
+            else:
+                self.scores[key] = score = fit_scores(self.view.capacity, self.occupied,
+                                                      mask, want)
+                self.shapes[key] = (mask, want)
+        if not score.size:
             return False
-        index = best_index(self.view.capacity, self.occupied, mask, want)
+        index = pick(score)
         if index is not None:
-            self.occupied[index] += want
+            self._place(index, want)
         return index
+
+    def _place(self, index: int, want: np.ndarray) -> None:
+        """Occupy ``want`` on row ``index`` and rescore that row for every request shape
+        seen so far (the other rows' scores do not change)."""
+        self.occupied[index] += want
+        cap, occ = self.view.capacity[index], self.occupied[index]
+        for key, (mask, shape) in self.shapes.items():
+            self.scores[key][index] = fit_scores(cap, occ, mask[index], shape)
 
     def _fifo(self, tier: list[QueuedSession],
               out: list[tuple[QueuedSession, AgentId]]) -> bool:

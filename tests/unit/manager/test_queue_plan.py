@@ -5,7 +5,7 @@ import random
 
 from common.ids import AgentId
 from manager.queueplan import QueuedSession, plan
-from manager.scheduler import AgentSnapshot, PlacementRequest
+from manager.scheduler import AgentSnapshot, ClusterView, PlacementRequest, schedule
 
 IMG = "kraken/python:latest"
 GIB = float(2**30)
@@ -120,3 +120,20 @@ def test_many_agents_and_sessions_keep_fifo_and_capacity() -> None:
     assert all(per_agent[a.agent_id] <= a.capacity["cpu"] + 1e-9 for a in agents
                if a.agent_id in per_agent)
     assert sum(per_agent.values()) > 0.9 * capacity
+
+
+def test_each_placement_is_the_schedulers_best_fit_at_that_moment() -> None:
+    rng = random.Random(11)
+    agents = [AgentSnapshot(AgentId(f"a{i:03d}"), {"cpu": rng.choice([2.0, 4.0, 8.0]),
+                                                   "mem": rng.choice([4, 8]) * GIB},
+                            {"cpu": rng.random() * 2, "mem": 0.0}, frozenset({IMG}))
+              for i in range(200)]
+    queue = [QueuedSession(i, "AK1", PlacementRequest(IMG, {
+        "cpu": rng.choice([0.5, 1.0, 2.0]), "mem": rng.choice([0.5, 1.0]) * GIB}), i)
+        for i in range(600)]
+    placed = plan(queue, agents, "fifo")
+    assert len(placed) > 100
+    view = ClusterView.build(agents)
+    for q, chosen in placed:  # the oracle: one schedule() per placement, view updated
+        assert schedule(view, q.request) == chosen
+        view = view.with_placement(chosen, q.request.slots)
