@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import orjson
 import sqlalchemy as sa
 
 from bench.client import percentile
@@ -73,7 +75,24 @@ async def cluster_run(policy: str, creates: int, slots: int) -> None:
         await _drop_db(name)
 
 
+async def _call(http: aiohttp.ClientSession, h: Harness, path: str, body: Any,
+                keys: tuple[str, str]) -> tuple[int, Any]:
+    """A signed POST on a session of our own (the harness client's pool has 100
+    connections; 100 waiting creates would starve it)."""
+    async with http.post(h.client.make_url(path), data=orjson.dumps(body),
+                         headers=h.headers("POST", path, keys)) as resp:
+        raw = await resp.read()
+        return resp.status, (orjson.loads(raw) if raw else None)
+
+
 async def _cluster(h: Harness, policy: str, creates: int, slots: int) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     timeout=aiohttp.ClientTimeout(total=None)) as http:
+        await _cluster_on(http, h, policy, creates, slots)
+
+
+async def _cluster_on(http: aiohttp.ClientSession, h: Harness, policy: str, creates: int,
+                      slots: int) -> None:
     await h.agent(cpu=str(slots), mem=str(1 << 40))
     keys = {k: await h.keypair(concurrency_limit=creates + slots) for k in ("A", "B")}
     for i in range(slots):
@@ -88,7 +107,7 @@ async def _cluster(h: Harness, policy: str, creates: int, slots: int) -> None:
         who = "A" if i < split else "B"
         token = f"queued-{i:03d}"
         owner_of[token] = who
-        tasks.append(asyncio.ensure_future(h.call("POST", "/kernel/create", {
+        tasks.append(asyncio.ensure_future(_call(http, h, "/kernel/create", {
             "lang": "python", "clientSessionToken": token, "config": ONE_CORE,
             "maxWaitSeconds": 600}, keys[who])))
         await _wait(lambda n=i + 1: _queued_count(h, n), f"{token} queued")
