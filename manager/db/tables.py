@@ -82,7 +82,8 @@ kernels = sa.Table(
     sa.Column("queue_seq", sa.BigInteger, nullable=True),  # arrival order
     sa.Column("queue_priority", sa.Integer, nullable=False, server_default="0"),
     sa.Column("queue_deadline", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("scaling_group", sa.String(64), nullable=False, server_default="default"),
+    # (the same column as groups-policies' migration 0005: keep one at merge)
+    sa.Column("scaling_group", sa.String(64), nullable=True),
     sa.Column("mounts", JSONB, nullable=False, server_default="[]"),
     sa.Index("ix_kernels_live_token", "access_key", "session_name", unique=True,
              postgresql_where=sa.text(LIVE_STATUS_SQL)),

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 PLACEMENT_LOCK = 0x4B52414B  # pg_advisory_xact_lock key serializing placement
 QUEUE_TIMEOUT = "session-queue-timeout"
 ADMIN_CANCELLED = "cancelled-by-admin"
+DEFAULT_GROUP = "default"
 QUEUE_CHANGED = "queue-changed"  # bus event: an admin reordered the queue
 MAX_PASS = 10_000  # queued sessions one pass looks at (the oldest, by priority)
 POLL_CAP = 5.0  # a waiting create re-reads its row at least this often (events lost)
@@ -118,7 +119,8 @@ async def list_queue(conn: AsyncConnection, group: str | None = None,
     query = sa.select(sub).order_by(sub.c.scaling_group, sub.c.position)
     if kernel_id is not None:
         query = query.where(sub.c.id == kernel_id)
-    return [QueueEntry(r.id, r.session_name, r.access_key, r.scaling_group, r.queue_priority,
+    return [QueueEntry(r.id, r.session_name, r.access_key, r.scaling_group or DEFAULT_GROUP,
+                       r.queue_priority,
                        r.position, r.queued_at, r.queue_deadline, dict(r.slots or {}))
             for r in (await conn.execute(query)).all()]
 
@@ -215,7 +217,7 @@ class QueueService:
             return []
         queue = [QueuedSession(r.id, r.access_key,
                                PlacementRequest(r.image, slots_to_floats(r.slots),
-                                                r.scaling_group),
+                                                r.scaling_group or DEFAULT_GROUP),
                                int(r.queue_seq or 0), r.queue_priority) for r in rows]
         snapshot, held = await cluster_snapshot(conn, self._is_connected)
         placed: list[tuple[uuid.UUID, AgentId]] = []
@@ -344,7 +346,8 @@ async def cluster_snapshot(conn: AsyncConnection, is_connected: Callable[[str], 
     for row in used:
         slots = slots_to_floats(row.slots)
         for acc in (held_by_agent.get(row.agent_id),
-                    held.setdefault((row.scaling_group, row.access_key), {})):
+                    held.setdefault((row.scaling_group or DEFAULT_GROUP, row.access_key),
+                                    {})):
             if acc is not None:
                 for k, v in slots.items():
                     acc[k] = acc.get(k, 0.0) + v

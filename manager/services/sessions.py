@@ -80,6 +80,7 @@ class _Pending:
     kernel_id: uuid.UUID
     image: str
     slots: SlotRequest
+    group: str = "default"
 
 
 class SessionCreator:
@@ -196,7 +197,7 @@ class SessionCreator:
             "tag": spec.tag, "slots": wanted.to_wire(), "environ": spec.environ,
             "mounts": mounts, "scaling_group": spec.group,
         })
-        return _Pending(kernel_id, image, wanted), event
+        return _Pending(kernel_id, image, wanted, spec.group), event
 
     async def _place(self, pending: _Pending, spec: CreateSpec, wait: float | None) -> bool:
         """PENDING → SCHEDULED on the best-fit agent (True), or into the queue (False)
@@ -204,12 +205,12 @@ class SessionCreator:
         async with self._engine.begin() as conn:
             await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PLACEMENT_LOCK)))
             chosen = None
-            if not spec.enqueue_only and not await queue_not_empty(conn, spec.group):
+            if not spec.enqueue_only and not await queue_not_empty(conn, pending.group):
                 snapshot = await _snapshot(conn, pending.image)
                 connected = [a for a in snapshot if self._registry.is_connected(a.agent_id)
-                             and a.group == spec.group]
+                             and a.group == pending.group]
                 chosen = schedule(connected, PlacementRequest(
-                    pending.image, pending.slots.as_floats(), spec.group))
+                    pending.image, pending.slots.as_floats(), pending.group))
             if chosen is None:
                 await enqueue(conn, pending.kernel_id, wait)
                 return False

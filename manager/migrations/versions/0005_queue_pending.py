@@ -25,8 +25,8 @@ def upgrade() -> None:
                                        server_default="0"))
     op.add_column("kernels", sa.Column("queue_deadline", sa.DateTime(timezone=True),
                                        nullable=True))
-    op.add_column("kernels", sa.Column("scaling_group", sa.String(64), nullable=False,
-                                       server_default="default"))
+    # the same column as groups-policies' 0005 adds (keep one when re-chaining)
+    op.add_column("kernels", sa.Column("scaling_group", sa.String(64), nullable=True))
     op.add_column("kernels", sa.Column("mounts", JSONB, nullable=False, server_default="[]"))
     op.execute("CREATE SEQUENCE kernels_queue_seq")
     op.create_index("ix_kernels_queued", "kernels", ["scaling_group", "queue_seq"],
