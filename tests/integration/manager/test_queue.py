@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
-from manager.api.keys import CREATOR
+from manager.api.keys import CREATOR, SWEEPER
 from manager.cli import main
 from manager.config import ManagerConfig
 from tests.integration.manager.conftest import (
@@ -300,3 +301,37 @@ async def test_the_official_flow_with_fake_agent_still_answers_201(harness: Harn
     fake: FakeAgent = await harness.agent()
     assert (await harness.create("plain"))[0] == 201
     assert fake.created and fake.created[0].session_name == "plain"
+
+
+async def test_the_pass_expires_a_queued_session_nobody_waits_for(admin: Harness) -> None:
+    h = admin
+    await h.agent(cpu="1", mem=str(4 << 30))
+    assert (await create(h, "busy"))[0] == 201
+    assert (await create(h, "short", enqueueOnly=True, maxWaitSeconds=0.1))[0] == 201
+    assert (await create(h, "patient", enqueueOnly=True))[0] == 201
+
+    async def overdue() -> bool:
+        async with h.engine.connect() as conn:
+            return bool((await conn.execute(sa.text(
+                "SELECT now() > queue_deadline FROM kernels WHERE session_name = 'short'"
+            ))).scalar())
+
+    await wait_for(overdue, what="the deadline passed")
+    await h.app[CREATOR].queue.run_pass()
+    row = await row_of(h, "short")
+    assert (row.status, row.status_info) == ("CANCELLED", "session-queue-timeout")
+    assert await queued(h, "patient")
+    status, info = await h.call("GET", "/kernel/patient")
+    assert info["queuePosition"] == 1
+
+
+async def test_the_reconcile_sweep_leaves_queued_sessions_alone(admin: Harness) -> None:
+    h = admin
+    await h.agent(cpu="1", mem=str(4 << 30))
+    assert (await create(h, "busy"))[0] == 201
+    assert (await create(h, "queued-long", enqueueOnly=True))[0] == 201
+    async with h.engine.begin() as conn:  # as if queued an hour ago: past pending_deadline
+        await conn.execute(sa.text("UPDATE kernels SET status_changed = now() - interval "
+                                   "'1 hour' WHERE session_name = 'queued-long'"))
+    assert await h.app[SWEEPER].sweep() == []
+    assert await queued(h, "queued-long")
