@@ -118,7 +118,7 @@ class SessionCreator:
         if reuse is not None:
             if waiting is not None and not spec.enqueue_only:
                 # the same token again (a client that reconnected): wait for it again
-                await self.queue.wait_running(waiting, wait, self._after_placed())
+                await self._wait(waiting, wait)
             return reuse, False, ""
         await self._events.publish([pending[1]])
         queued_wait = None if spec.enqueue_only and spec.max_wait is None else wait
@@ -140,12 +140,19 @@ class SessionCreator:
         self.queue.kick()
         if spec.enqueue_only:
             return spec.session_name, True, SessionStatus.PENDING.value
-        await self.queue.wait_running(pending[0].kernel_id, wait, self._after_placed())
+        await self._wait(pending[0].kernel_id, wait)
         return spec.session_name, True, SessionStatus.RUNNING.value
 
-    def _after_placed(self) -> float:
-        """How long a waiting create waits for the agent once its session is placed."""
-        return self.config.link.create_timeout + self.config.reconcile.settle
+    async def _wait(self, kernel_id: uuid.UUID, wait: float) -> None:
+        """Wait for a queued session to run; an outage meanwhile answers 503 (the session
+        stays queued)."""
+        after_placed = self.config.link.create_timeout + self.config.reconcile.settle
+        try:
+            await self.queue.wait_running(kernel_id, wait, after_placed)
+        except Exception as e:
+            if isinstance(e, KrakenError) or (outage := translate(e)) is None:
+                raise
+            raise outage from None
 
     async def _queued_id(self, conn: AsyncConnection, owner: KeypairInfo,
                          spec: CreateSpec) -> uuid.UUID | None:
