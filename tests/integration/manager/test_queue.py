@@ -87,15 +87,42 @@ async def test_full_cluster_queues_and_a_destroy_places_at_once(admin: Harness) 
     assert info["queuePosition"] is None
 
 
-async def test_an_agent_joining_places_the_queue(admin: Harness) -> None:
+def only_agents_kick(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passes start only from the agent registry's hook (it holds the real ``kick``):
+    not from the event bus, which other test runs on the same Redis also feed."""
+    monkeypatch.setattr(h.app[CREATOR].queue, "kick", lambda: None)
+
+
+async def test_an_agent_joining_places_the_queue(admin: Harness,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     h = admin
     await h.agent(cpu="1", mem=str(4 << 30))
     assert (await create(h, "first"))[0] == 201
+    only_agents_kick(h, monkeypatch)
     waiting = asyncio.ensure_future(create(h, "second", maxWaitSeconds=60))
     await wait_for(lambda: queued(h, "second"), what="second queued")
     late = await h.agent("agent-2", cpu="2", mem=str(4 << 30))
     assert (await waiting)[0] == 201
     assert (await row_of(h, "second")).agent_id == late.agent_id
+
+
+async def test_an_agent_reporting_more_room_places_the_queue(
+        admin: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = admin
+    only_agents_kick(h, monkeypatch)
+    fake = await h.agent(cpu="2", mem=str(4 << 30))
+    fake.occupied = {"cpu": "2", "mem": "0"}  # held by something the manager does not know
+
+    async def stored(cpu: str) -> bool:
+        async with h.engine.connect() as conn:
+            return bool((await conn.execute(sa.text(
+                "SELECT occupied_slots->>'cpu' = :cpu FROM agents"), {"cpu": cpu})).scalar())
+
+    await wait_for(lambda: stored("2"), what="the report stored")
+    waiting = asyncio.ensure_future(create(h, "squeezed", maxWaitSeconds=60))
+    await wait_for(lambda: queued(h, "squeezed"), what="squeezed queued")
+    fake.occupied = {}  # the next heartbeat reports the room
+    assert (await waiting)[0] == 201
 
 
 async def test_max_wait_expiry_cancels_with_the_reason(admin: Harness) -> None:
