@@ -50,6 +50,7 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     │   └── ServiceStartFailed (502 service-start-failed): a service did not come up
     └── ServiceUnavailable (503 service-unavailable)
         ├── NoAgentAvailable (503 no-agent-available)
+        ├── SessionQueueTimeout (503 session-queue-timeout): queued past maxWaitSeconds
         ├── AgentUnavailable (503 agent-unavailable)
         ├── DatabaseUnavailable (503 database-unavailable)
         ├── RedisUnavailable (503 redis-unavailable)
@@ -257,6 +258,10 @@ class ServiceUnavailable(KrakenError):
 
 class NoAgentAvailable(ServiceUnavailable):
     slug, title = "no-agent-available", "No agent can host this session now"
+
+
+class SessionQueueTimeout(ServiceUnavailable):
+    slug, title = "session-queue-timeout", "No room freed for this session in time"
 
 
 class AgentUnavailable(ServiceUnavailable):

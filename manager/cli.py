@@ -1,5 +1,5 @@
 """``python -m manager``: init-db, keypair create/list, gen-link-keys, gen-secrets-key,
-serve.
+queue list/move/cancel (manager/cli_queue.py), serve.
 
 Bad input or an unreachable service ends with one clear line and a non-zero exit.
 The secret key is printed only by ``keypair create``.
@@ -19,7 +19,7 @@ from common.config import ConfigError
 from common.errors import KrakenError
 from common.filemodes import warn_if_loose
 from common.logging import setup_logging
-from manager import linkkeys, secretbox
+from manager import cli_queue, linkkeys, secretbox
 from manager.config import ManagerConfig, load_manager_config
 from manager.db.engine import make_engine
 from manager.db.migrate import upgrade_head
@@ -147,6 +147,9 @@ def gen_secrets_key(path: Path) -> None:
     except OSError as e:
         raise click.ClickException(f"cannot write {path}: {e.strerror}") from None
     click.echo(f"secrets key: {path} (mode 0600)")
+
+
+cli_queue.add_commands(main, config_option, _load, _run_db)
 
 
 @main.command("serve")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -141,6 +142,16 @@ class SessionsConfig(_Section):
         return parse_bytes(self.default_mem)
 
 
+class SchedulerConfig(_Section):
+    """The PENDING queue (docs/admin.md): a create that does not fit waits up to
+    ``max_wait`` seconds (or the request's ``maxWaitSeconds``, at most ``max_wait_limit``)."""
+
+    policy: Literal["fifo", "drf"] = "fifo"  # default placement policy of agent groups
+    max_wait: float = Field(default=60.0, gt=0)
+    max_wait_limit: float = Field(default=3600.0, gt=0)
+    sweep_interval: float = Field(default=30.0, gt=0)  # safety pass, beside the events
+
+
 class VFoldersConfig(_Section):
     """Virtual folders live in ``<root>/<host>/<folder id hex>`` (docs/vfolders.md)."""
 
@@ -225,6 +236,7 @@ class ManagerConfig(_Section):
     exec: ExecConfig = ExecConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
     sessions: SessionsConfig = SessionsConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
     ratelimit: RateLimitConfig = RateLimitConfig()
     vfolders: VFoldersConfig = VFoldersConfig()
     transfers: TransfersConfig = TransfersConfig()

@@ -53,6 +53,14 @@ class EventBus:
                 return
         self.outage.ok()
 
+    async def announce(self, event: dict[str, Any]) -> None:
+        """Publish one event that is not a status change (e.g. ``queue-changed``);
+        best effort like ``publish``."""
+        try:
+            await self.client.publish(EVENTS_CHANNEL, orjson.dumps(event))
+        except (RedisError, OSError) as e:
+            self.outage.failed(e)
+
     async def follow(self, on_event: Callable[[dict[str, Any]], None]) -> None:
         """Call ``on_event`` for every event any replica publishes, forever (through
         Redis outages: it subscribes again once Redis is back)."""

@@ -24,8 +24,9 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -51,6 +52,7 @@ from manager.outage import OutageLog, translate
 from manager.reconcile import Action, Limits, kept, reconcile
 from manager.replica import ReplicaLease
 from manager.services import policies
+from manager.services.images import slots_to_floats
 from manager.services.lifecycle import Transition
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,8 @@ class AgentRegistry:
         self._tasks: set[asyncio.Task[None]] = set()
         self._liveness: asyncio.Task[None] | None = None
         self._dropped_listeners: list[Callable[[PeerId, str], None]] = []
+        self._room_listeners: list[Callable[[], None]] = []
+        self._slots_seen: dict[AgentId, tuple[dict[str, float], dict[str, float]]] = {}
 
     def add_handler(self, cls: type[Message], handler: Handler) -> None:
         """Handle ``cls`` from joined agents (stream messages: manager.streams). A
@@ -113,6 +117,25 @@ class AgentRegistry:
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+    def on_room(self, listener: Callable[[], None]) -> None:
+        """``listener()`` when an agent joins or comes back (room may have appeared)."""
+        self._room_listeners.append(listener)
+
+    def _more_room(self, agent_id: AgentId, available: Mapping[str, Any] | None,
+                   occupied: Mapping[str, Any] | None) -> bool:
+        """The agent reports more capacity or less occupancy than in its last report."""
+        cap, used = slots_to_floats(available), slots_to_floats(occupied)
+        was = self._slots_seen.get(agent_id)
+        self._slots_seen[agent_id] = (cap, used)
+        if was is None:
+            return False
+        grew = any(v > was[0].get(k, 0.0) for k, v in cap.items())
+        freed = any(used.get(k, 0.0) < v for k, v in was[1].items())
+        return grew or freed
+
+    def _room(self) -> None:
+        for listener in self._room_listeners:
+            listener()
 
     def peer_of(self, agent_id: str) -> PeerId | None:
         """The link peer the agent joined from, while this replica hears it."""
@@ -275,6 +298,7 @@ class AgentRegistry:
         keep = kept(list(msg.kernels) + list(msg.creating), actions)
         log.info("agent %s joined (%d kernels kept, %d actions)", agent_id, len(keep),
                  len(actions))
+        self._room()
         return JoinAccepted(heartbeat_interval=self.config.heartbeat_interval,
                             keep_kernels=keep)
 
@@ -320,6 +344,8 @@ class AgentRegistry:
         self._heard_from(agent_id, msg.kernels, msg.creating)  # liveness: the link
         async with self._order.setdefault(agent_id, asyncio.Lock()):
             await self._store_heartbeat(agent_id, msg)
+        if self._more_room(agent_id, msg.available_slots, msg.occupied_slots):
+            self._room()
         return None
 
     async def _store_heartbeat(self, agent_id: AgentId, msg: Heartbeat) -> None:
@@ -336,6 +362,7 @@ class AgentRegistry:
         self.db.ok()
         if was is not None and was != "ALIVE":
             log.warning("agent %s is back (was %s)", agent_id, was)
+            self._room()
         await self.published(done)
         self.send_destroys(agent_id, actions)
 

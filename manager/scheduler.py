@@ -92,18 +92,39 @@ def schedule(snapshot: ClusterView | Iterable[AgentSnapshot],
     want = view.request_vector(request.slots)
     if want is None:
         return None
-    free_after = view.capacity - view.occupied - want
-    fits = view.image_mask(request.image) & np.all(free_after >= -_EPS, axis=1)
-    if not fits.any():
-        return None
+    index = best_index(view.capacity, view.occupied, view.image_mask(request.image), want)
+    return None if index is None else view.agent_ids[index]
+
+
+def best_index(capacity: np.ndarray, occupied: np.ndarray, eligible: np.ndarray,
+               want: np.ndarray) -> int | None:
+    """The best-fit row among ``eligible`` agents (the rule of ``schedule``), or None."""
+    return pick(fit_scores(capacity, occupied, eligible, want))
+
+
+def fit_scores(capacity: np.ndarray, occupied: np.ndarray, eligible: np.ndarray,
+               want: np.ndarray) -> np.ndarray:
+    """Per agent row: the free capacity left after placing ``want``, normalized per asked
+    slot and summed (smaller = tighter fit); inf where it does not fit or is not eligible.
+    Works on a block of rows too (``capacity``/``occupied`` sliced alike)."""
+    free_after = capacity - occupied - want
+    fits = eligible & np.all(free_after >= -_EPS, axis=-1)
     asked = want > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(view.capacity[:, asked] > 0,
-                         free_after[:, asked] / view.capacity[:, asked], 0.0)
-    score = np.where(fits, ratio.sum(axis=1), np.inf)
+        ratio = np.where(capacity[..., asked] > 0,
+                         free_after[..., asked] / capacity[..., asked], 0.0)
+    return np.where(fits, ratio.sum(axis=-1), np.inf)
+
+
+def pick(score: np.ndarray) -> int | None:
+    """The row with the lowest finite score; ties within _EPS go to the first row (the
+    view is sorted by agent id, so the smallest id)."""
+    if not score.size:
+        return None
     best = float(score.min())
-    # ties within _EPS go to the smallest id: the view is sorted, so the first one
-    return view.agent_ids[int(np.flatnonzero(score <= best + _EPS)[0])]
+    if best == np.inf:
+        return None
+    return int(np.flatnonzero(score <= best + _EPS)[0])
 
 
 def could_ever_fit(capacities: Iterable[Mapping[str, float]],

@@ -79,6 +79,9 @@ class Sweeper:
                 kernels.c.id, kernels.c.agent_id, kernels.c.status, kernels.c.status_changed,
                 kernels.c.status_info,
             ).where(kernels.c.status.in_(WITH_DEADLINE),
+                    # a queued session's deadline is its own (manager/services/queue.py)
+                    sa.not_(sa.and_(kernels.c.status == SessionStatus.PENDING.value,
+                                    kernels.c.queued_at.is_not(None))),
                     kernels.c.status_changed < sa.func.now() - sa.func.make_interval(
                         0, 0, 0, 0, 0, 0, shortest))
               .order_by(kernels.c.status_changed).limit(BATCH)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from common.errors import MalformedJSON
 from manager.api.auth import caller
-from manager.api.keys import CONFIG, DB, KEYPAIRS
+from manager.api.keys import CONFIG, CREATOR, DB, KEYPAIRS
 from manager.api.problems import read_json_object
 from manager.api.version import PREFIXES
 from manager.graphql.context import GqlContext
@@ -28,7 +28,8 @@ async def _result(request: web.Request) -> GqlResult:
     parsed = GqlRequest.from_json(body)
     if isinstance(parsed, str):
         return bad_request(parsed)
-    context = GqlContext.create(request.app[DB], caller(request), request.app[KEYPAIRS].box)
+    context = GqlContext.create(request.app[DB], caller(request), request.app[KEYPAIRS].box,
+                                request.app[CREATOR].queue)
     return await run(parsed, context, request.app[CONFIG].graphql)
 
 

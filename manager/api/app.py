@@ -158,6 +158,9 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     counter = QueryCounter()
     app[COUNTER] = counter
     app[CREATOR] = SessionCreator(config, app[DB], registry, app[EVENTS])
+    queue = app[CREATOR].queue
+    registry.on_room(queue.kick)
+    queue.start()
     app[CONTROL] = SessionControl(config, app[DB], registry, app[EVENTS], routes, counter)
     app[TRANSFERS] = TransferGate(config.transfers)
     app[FILES] = SessionFiles(app[CONTROL], app[TRANSFERS])
@@ -168,6 +171,7 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     follower = asyncio.ensure_future(app[EVENTS].follow(lambda e: _on_event(app, routes, e)))
     yield
     await hub.close()
+    await queue.close()
     await app[SWEEPER].close()
     for task in (flusher, follower):
         task.cancel()
@@ -182,6 +186,7 @@ def _on_event(app: web.Application, routes: RouteCache, event: dict[str, Any]) -
     """Every replica's lifecycle events: the route cache and the local streams."""
     _forget_route(routes, event)
     app[STREAMS].on_bus_event(event)
+    app[CREATOR].queue.on_bus_event(event)
 
 
 async def _end_streams(app: web.Application) -> None:

@@ -13,9 +13,11 @@ from manager.api.version import PREFIXES
 
 async def create(request: web.Request) -> web.Response:
     spec = parse_create(await read_json_object(request))
-    kernel_id, created = await request.app[CREATOR].create(caller(request), spec)
-    return json_response({"kernelId": kernel_id, "created": created},
-                         status=201 if created else 200)
+    kernel_id, created, status = await request.app[CREATOR].create(caller(request), spec)
+    body: dict[str, object] = {"kernelId": kernel_id, "created": created}
+    if status == "PENDING":
+        body["status"] = status  # enqueueOnly: placed later (docs/api.md)
+    return json_response(body, status=201 if created else 200)
 
 
 async def get_info(request: web.Request) -> web.Response:

@@ -89,6 +89,7 @@ def parse_create(body: dict[str, Any]) -> CreateSpec:
         gpu=_number(config, "instanceGPUs", "instanceGPU") or 0.0,
         mounts=tuple(parse_mounts(config.get("mounts"))),
         group=_name(config, "scalingGroup"), preset=_name(config, "resourcePreset"),
+        max_wait=_max_wait(body), enqueue_only=_flag(body, "enqueueOnly"),
     )
 
 
@@ -97,6 +98,24 @@ def _name(config: dict[str, Any], key: str) -> str | None:
     value = _str(config, key, max_len=64)
     if value is not None and not NAME.fullmatch(value):
         raise InvalidAPIParameters(f"'config.{key}' must be 1-64 of A-Z a-z 0-9 . _ -")
+    return value
+
+
+def _max_wait(body: dict[str, Any]) -> float | None:
+    """``maxWaitSeconds``: how long a create may wait queued (> 0; the upper bound is
+    the manager's ``scheduler.max_wait_limit``)."""
+    value = body.get("maxWaitSeconds")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidAPIParameters("'maxWaitSeconds' must be a positive number")
+    return float(value)
+
+
+def _flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise InvalidAPIParameters(f"'{key}' must be true or false")
     return value
 
 

@@ -82,6 +82,13 @@ kernels = sa.Table(
     sa.Column("last_stat", JSONB, nullable=True),
     # added by migration 0005: the agent group the session was created for
     sa.Column("scaling_group", sa.String(64), nullable=True),
+    # added by migration 0007 (queue): a PENDING session with queued_at set waits in the
+    # queue of its agent group; see manager/services/queue.py
+    sa.Column("queued_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("queue_seq", sa.BigInteger, nullable=True),  # arrival order
+    sa.Column("queue_priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("queue_deadline", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("mounts", JSONB, nullable=False, server_default="[]"),
     sa.Index("ix_kernels_live_token", "access_key", "session_name", unique=True,
              postgresql_where=sa.text(LIVE_STATUS_SQL)),
     sa.Index("ix_kernels_agent_status", "agent_id", "status"),

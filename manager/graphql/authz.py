@@ -50,6 +50,9 @@ ROOT_RULES: dict[str, Rule] = {
     "keypair_resource_policy": Rule.OWNER,  # a plain keypair: its own (cluster.py)
     **{f"{verb}_{kind}": Rule.ADMIN for verb in ("create", "modify", "delete")
        for kind in ("scaling_group", "resource_preset", "keypair_resource_policy")},
+    "queued_sessions": Rule.ADMIN,
+    "move_queued_session": Rule.ADMIN,
+    "cancel_queued_session": Rule.ADMIN,
 }
 
 

@@ -9,6 +9,7 @@ from manager.graphql.loaders import Loaders
 from manager.graphql.pacing import Pacer
 from manager.secretbox import SecretBox
 from manager.services.keypairs import KeypairInfo
+from manager.services.queue import QueueService
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,9 +19,11 @@ class GqlContext:
     loaders: Loaders
     pacer: Pacer
     box: SecretBox | None = None  # seals the secrets of keypairs created by mutations
+    queue: QueueService | None = None  # the queue mutations act through it
 
     @classmethod
     def create(cls, engine: AsyncEngine, caller: KeypairInfo,
-               box: SecretBox | None = None) -> GqlContext:
+               box: SecretBox | None = None, queue: QueueService | None = None
+               ) -> GqlContext:
         pacer = Pacer()
-        return cls(engine, caller, Loaders.create(engine, pacer), pacer, box)
+        return cls(engine, caller, Loaders.create(engine, pacer), pacer, box, queue)

@@ -11,6 +11,7 @@ import graphene
 from graphene import Boolean, List, String
 
 from manager.graphql import cluster, queries
+from manager.graphql import queue as gql_queue
 from manager.graphql.authz import owner_scope
 from manager.graphql.mutations import CreateKeyPair, DeleteKeyPair, ModifyKeyPair
 from manager.graphql.records import (
@@ -41,6 +42,7 @@ class Query(cluster.ClusterQuery, graphene.ObjectType):
     agents = List(Agent, status=String())
     agent = graphene.Field(Agent, agent_id=String(required=True))
     images = List(Image)
+    queued_sessions = gql_queue.QUEUED_SESSIONS
 
     @staticmethod
     async def resolve_keypair(_root: Any, info: Any, access_key: str | None = None
@@ -114,6 +116,8 @@ class Mutation(graphene.ObjectType):
     create_keypair_resource_policy = cluster.CreateKeyPairResourcePolicy.Field()
     modify_keypair_resource_policy = cluster.ModifyKeyPairResourcePolicy.Field()
     delete_keypair_resource_policy = cluster.DeleteKeyPairResourcePolicy.Field()
+    move_queued_session = gql_queue.MoveQueuedSession.Field()
+    cancel_queued_session = gql_queue.CancelQueuedSession.Field()
 
 
 SCHEMA = graphene.Schema(query=Query, mutation=Mutation, auto_camelcase=False)

@@ -12,6 +12,7 @@ import graphene
 from graphene import BigInt, Boolean, DateTime, Float, Int, List, String
 
 from manager.graphql.queries import status_values
+from manager.graphql.queue import resolve_queue_position
 from manager.graphql.records import (
     AgentRecord,
     AgentUsage,
@@ -69,6 +70,8 @@ class ComputeSession(_ContainerFields, graphene.ObjectType):
 
     workers = List(ComputeWorker, status=String())
     keypair = graphene.Field(lambda: KeyPair)
+    queue_position = Int(description="1 = next to be placed; null unless queued",
+                         resolver=resolve_queue_position)
 
     @staticmethod
     def resolve_workers(rec: SessionRecord, _info: Any, status: str | None = None

@@ -40,6 +40,7 @@ from manager.registry import AgentRegistry
 from manager.replica import public_info, with_owner
 from manager.services.keypairs import KeypairInfo
 from manager.services.lifecycle import transition
+from manager.services.queue import queue_position
 from manager.services.routes import QueryCounter, Route, RouteCache
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,15 @@ class SessionControl:
             "memoryLimit": mem // 1024,
             "numQueriesExecuted": int(row.num_queries) + self._counter.pending(row.id),
             "cpuCreditUsed": int(stats.get("cpu_used", 0) or 0),
+            "queuePosition": await self._queue_position(row),
         }
+
+    async def _queue_position(self, row: Any) -> int | None:
+        """1 = next to be placed in its agent group; None when not queued."""
+        if row.status != SessionStatus.PENDING or row.queued_at is None:
+            return None
+        async with self._engine.connect() as conn:
+            return await queue_position(conn, row.id)
 
     def _owned(self, reason: str) -> str:
         """The reason, marked as waited on by this replica (manager/replica.py)."""

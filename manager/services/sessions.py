@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from common.errors import (
     AgentUnavailable,
     ImageNotFound,
+    InvalidAPIParameters,
     KernelCreationCancelled,
     KernelCreationFailed,
     KrakenError,
@@ -47,6 +48,7 @@ from manager.services.lifecycle import (
     record_created,
     transition,
 )
+from manager.services.queue import PLACEMENT_LOCK, QueueService, enqueue, queue_not_empty
 from manager.vfolders.service import VFolderService
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,6 @@ LIVE = [s.value for s in LIVE_STATUSES]
 # a create that ends in one of these was destroyed by its owner while being created
 DESTROYED = frozenset({SessionStatus.TERMINATING, SessionStatus.TERMINATED,
                        SessionStatus.CANCELLED})
-PLACEMENT_LOCK = 0x4B52414B  # pg_advisory_xact_lock key serializing placement
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,8 @@ class CreateSpec:
     mounts: tuple[tuple[str, str], ...] = ()  # (vfolder name, target under /home/work)
     group: str | None = None  # agent group; None: the first one the keypair's policy allows
     preset: str | None = None  # resource preset; explicit cpu / mem / gpu win over it
+    max_wait: float | None = None  # maxWaitSeconds: how long to wait queued
+    enqueue_only: bool = False  # enqueueOnly: answer at once, PENDING
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,19 +95,39 @@ class SessionCreator:
         self._registry = registry
         self._events = events
         self._vfolders = VFolderService(config.vfolders, engine)
+        self.queue = QueueService(config.scheduler, engine, events, registry.is_connected,
+                                  self._prepare_placed)
 
-    async def create(self, owner: KeypairInfo, spec: CreateSpec) -> tuple[str, bool]:
-        """Returns (kernelId for the client, created?)."""
+    async def create(self, owner: KeypairInfo, spec: CreateSpec) -> tuple[str, bool, str]:
+        """Returns (kernelId for the client, created?, status: RUNNING or PENDING).
+
+        A session that does not fit now (or ``enqueueOnly``, or others of its group are
+        queued ahead) joins the queue (manager/services/queue.py); the call then waits
+        for it to run, up to ``maxWaitSeconds``, unless ``enqueueOnly``. A client that
+        disconnects meanwhile leaves the session queued until its deadline.
+        """
+        wait = spec.max_wait if spec.max_wait is not None else self.config.scheduler.max_wait
+        if wait > self.config.scheduler.max_wait_limit:
+            raise InvalidAPIParameters(f"'maxWaitSeconds' must be at most "
+                                       f"{self.config.scheduler.max_wait_limit:g}")
         async with self._engine.begin() as conn:
             reuse = await self._admit(conn, owner, spec)
-            if reuse is not None:
-                return reuse, False
-            mounts = await self._vfolders.resolve_mounts(owner, list(spec.mounts))
-            pending = await self._insert(conn, owner, spec)
+            if reuse is None:
+                mounts = await self._vfolders.resolve_mounts(owner, list(spec.mounts))
+                pending = await self._insert(conn, owner, spec, mounts)
+            else:
+                waiting = await self._queued_id(conn, owner, spec)
+        if reuse is not None:
+            if waiting is not None and not spec.enqueue_only:
+                # the same token again (a client that reconnected): wait for it again
+                await self._wait(waiting, wait)
+            return reuse, False, ""
         await self._events.publish([pending[1]])
+        queued_wait = None if spec.enqueue_only and spec.max_wait is None else wait
         try:
-            await self._place(pending[0])
-            await self._prepare(owner, spec, pending[0].kernel_id, mounts)
+            placed = await self._place(pending[0], spec, queued_wait)
+            if placed:
+                await self._prepare(pending[0].kernel_id)
         except BaseException as e:
             instead = await asyncio.shield(self._fail(pending[0].kernel_id, e))
             if instead is not None:
@@ -114,7 +137,32 @@ class SessionCreator:
                 # next heartbeat settle the half-made session), never a 500
                 raise translate(e) or KernelCreationFailed(f"{type(e).__name__}: {e}") from None
             raise
-        return spec.session_name, True
+        if placed:
+            return spec.session_name, True, SessionStatus.RUNNING.value
+        self.queue.kick()
+        if spec.enqueue_only:
+            return spec.session_name, True, SessionStatus.PENDING.value
+        await self._wait(pending[0].kernel_id, wait)
+        return spec.session_name, True, SessionStatus.RUNNING.value
+
+    async def _wait(self, kernel_id: uuid.UUID, wait: float) -> None:
+        """Wait for a queued session to run; an outage meanwhile answers 503 (the session
+        stays queued)."""
+        after_placed = self.config.link.create_timeout + self.config.reconcile.settle
+        try:
+            await self.queue.wait_running(kernel_id, wait, after_placed)
+        except Exception as e:
+            if isinstance(e, KrakenError) or (outage := translate(e)) is None:
+                raise
+            raise outage from None
+
+    async def _queued_id(self, conn: AsyncConnection, owner: KeypairInfo,
+                         spec: CreateSpec) -> uuid.UUID | None:
+        return (await conn.execute(sa.select(kernels.c.id).where(
+            kernels.c.access_key == owner.access_key,
+            kernels.c.session_name == spec.session_name,
+            kernels.c.status == SessionStatus.PENDING.value,
+            kernels.c.queued_at.is_not(None)))).scalar()
 
     async def _admit(self, conn: AsyncConnection, owner: KeypairInfo,
                      spec: CreateSpec) -> str | None:
@@ -141,8 +189,8 @@ class SessionCreator:
         policies.check_sessions(await policies.policy_for(conn, owner.access_key), len(counted))
         return None
 
-    async def _insert(self, conn: AsyncConnection, owner: KeypairInfo,
-                      spec: CreateSpec) -> tuple[_Pending, Transition]:
+    async def _insert(self, conn: AsyncConnection, owner: KeypairInfo, spec: CreateSpec,
+                      mounts: list[dict[str, str]]) -> tuple[_Pending, Transition]:
         policy = await policies.policy_for(conn, owner.access_key)
         group = await policies.choose_group(conn, policy, spec.group)
         spec = await policies.with_preset(conn, spec, spec.preset)
@@ -161,59 +209,73 @@ class SessionCreator:
             "id": kernel_id, "session_name": spec.session_name,
             "access_key": owner.access_key, "lang": spec.lang, "image": image,
             "tag": spec.tag, "slots": wanted.to_wire(), "environ": spec.environ,
-            "scaling_group": group,
+            "mounts": mounts, "scaling_group": group,
         })
         return _Pending(kernel_id, image, wanted, group), event
 
-    async def _place(self, pending: _Pending) -> None:
-        """PENDING → SCHEDULED on the best-fit agent, or CANCELLED when none fits."""
+    async def _place(self, pending: _Pending, spec: CreateSpec, wait: float | None) -> bool:
+        """PENDING → SCHEDULED on the best-fit agent (True), or into the queue (False)
+        when nothing fits now, others of its group wait ahead of it, or enqueueOnly."""
         async with self._engine.begin() as conn:
             await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PLACEMENT_LOCK)))
-            snapshot = await _snapshot(conn, pending.image)
-            connected = [a for a in snapshot if self._registry.is_connected(a.agent_id)
-                         and a.group == pending.group]
-            chosen = schedule(connected, PlacementRequest(pending.image,
-                                                          pending.slots.as_floats(),
-                                                          pending.group))
+            chosen = None
+            if not spec.enqueue_only and not await queue_not_empty(conn, pending.group):
+                snapshot = await _snapshot(conn, pending.image)
+                connected = [a for a in snapshot if self._registry.is_connected(a.agent_id)
+                             and a.group == pending.group]
+                chosen = schedule(connected, PlacementRequest(
+                    pending.image, pending.slots.as_floats(), pending.group))
             if chosen is None:
-                done = await transition(conn, pending.kernel_id, SessionStatus.CANCELLED,
-                                        "no-agent-available")
-            else:
-                done = await transition(conn, pending.kernel_id, SessionStatus.SCHEDULED,
-                                        None, {"agent_id": chosen})
+                await enqueue(conn, pending.kernel_id, wait)
+                return False
+            done = await transition(conn, pending.kernel_id, SessionStatus.SCHEDULED,
+                                    None, {"agent_id": chosen})
         await self._events.publish([done])
         if done is None:
             raise KernelCreationCancelled("the session was destroyed while being created")
-        if chosen is None:
-            raise NoAgentAvailable("no agent has enough free resources for this session now")
+        return True
 
-    async def _prepare(self, owner: KeypairInfo, spec: CreateSpec, kernel_id: uuid.UUID,
-                       mounts: list[dict[str, str]]) -> None:
+    async def _prepare(self, kernel_id: uuid.UUID) -> None:
         """SCHEDULED → PREPARING → agent CreateKernel → RUNNING; on failure → ERROR."""
-        agent_id, slots, image = await self._move(
+        row = await self._move(
             kernel_id, SessionStatus.PREPARING, with_owner(None, self._registry.lease.instance))
         async with self._engine.connect() as conn:
-            idle = await policies.idle_timeout_for(conn, owner.access_key,
+            idle = await policies.idle_timeout_for(conn, row.access_key,
                                                    self.config.sessions.idle_timeout)
-        msg = CreateKernel(kernel_id=str(kernel_id), session_name=spec.session_name,
-                           access_key=owner.access_key, image=image, slots=slots,
-                           environ=spec.environ, mounts=list(mounts), idle_timeout=idle)
-        reply = await self._registry.request(agent_id, msg, self.config.link.create_timeout)
+        msg = CreateKernel(kernel_id=str(kernel_id), session_name=row.session_name,
+                           access_key=row.access_key, image=row.image, slots=dict(row.slots),
+                           environ=dict(row.environ or {}), mounts=list(row.mounts or []),
+                           idle_timeout=idle)
+        reply = await self._registry.request(AgentId(row.agent_id), msg,
+                                             self.config.link.create_timeout)
         created = expect(reply, KernelCreated)
         await self._move(kernel_id, SessionStatus.RUNNING, None, {
-            "container_id": created.container_id, "slots": dict(created.slots or slots)})
+            "container_id": created.container_id,
+            "slots": dict(created.slots or row.slots)})
+
+    async def _prepare_placed(self, kernel_id: uuid.UUID) -> None:
+        """Prepare a session a queue pass placed (nobody may be waiting for it here)."""
+        try:
+            await self._prepare(kernel_id)
+        except BaseException as e:
+            await asyncio.shield(self._fail(kernel_id, e))
+            if not isinstance(e, Exception):
+                raise
+            log.info("queued session %s did not start: %s", kernel_id, e)
 
     async def _move(self, kernel_id: uuid.UUID, new: SessionStatus, reason: str | None,
-                    extra: dict[str, Any] | None = None) -> tuple[AgentId, dict[str, str], str]:
+                    extra: dict[str, Any] | None = None) -> Any:
         async with self._engine.begin() as conn:
             done = await transition(conn, kernel_id, new, reason, extra)
             row = (await conn.execute(sa.select(
-                kernels.c.agent_id, kernels.c.slots, kernels.c.image, kernels.c.status
+                kernels.c.agent_id, kernels.c.slots, kernels.c.image, kernels.c.status,
+                kernels.c.session_name, kernels.c.access_key, kernels.c.environ,
+                kernels.c.mounts,
             ).where(kernels.c.id == kernel_id))).one()
         await self._events.publish([done])
         if done is None and row.status != new:  # (already RUNNING: adopted meanwhile)
             raise KernelCreationFailed(f"session became {row.status} while being created")
-        return AgentId(row.agent_id), dict(row.slots), row.image
+        return row
 
     async def _fail(self, kernel_id: uuid.UUID, error: BaseException
                     ) -> KrakenError | None:

@@ -140,14 +140,16 @@ async def test_concurrency_limit_under_parallel_creates(harness: Any) -> None:
     assert len(live) == 5
 
 
-async def test_no_agent_available_cancels(harness: Any) -> None:
+async def test_no_room_queues_then_times_out_cancelled(harness: Any) -> None:
     await harness.agent(cpu="1", mem=str(2**30))
     assert (await harness.create("first", instanceCores=1, instanceMemory=1))[0] == 201
-    status, body = await harness.create("second", instanceCores=1, instanceMemory=1)
-    assert status == 503 and body["type"].endswith("no-agent-available")
+    status, body = await harness.call("POST", "/kernel/create", {
+        "lang": "python", "clientSessionToken": "second", "maxWaitSeconds": 0.3,
+        "config": {"instanceCores": 1, "instanceMemory": 1}})
+    assert status == 503 and body["type"].endswith("session-queue-timeout"), body
     rows = {r.session_name: r for r in await harness.sessions()}
     assert rows["second"].status == "CANCELLED"
-    assert rows["second"].status_info == "no-agent-available"
+    assert rows["second"].status_info == "session-queue-timeout"
 
 
 async def test_failed_agent_create_leaves_error_row(harness: Any) -> None:

@@ -165,8 +165,10 @@ async def test_capacity_is_the_stricter_of_db_and_agent_report(harness: Any) -> 
     fake = await harness.agent(cpu="2", mem=str(4 << 30))
     fake.occupied = {"cpu": "2", "mem": str(4 << 30)}  # a leak the DB knows nothing of
     await asyncio.sleep(0.5)  # a heartbeat carries it
-    status, body = await harness.create("squeezed", instanceCores=1)
-    assert status == 503 and body["type"].endswith("no-agent-available"), body
+    status, body = await harness.call("POST", "/kernel/create", {
+        "lang": "python", "clientSessionToken": "squeezed", "maxWaitSeconds": 0.3,
+        "config": {"instanceCores": 1}})
+    assert status == 503 and body["type"].endswith("session-queue-timeout"), body
     assert fake.created == []  # the agent was never asked to create what it would refuse
     fake.occupied = {}
     await asyncio.sleep(0.5)
