@@ -6,6 +6,7 @@ with the same token afterwards gives a usable session or a clear error.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 
@@ -45,7 +46,10 @@ async def test_manager_killed_mid_create(cluster: FaultCluster,
     for token in tokens:
         again = await client.create(token)
         if again.ok:
-            out = await client.execute(token, "print('usable')")
+            # the restarted replica may still be waiting for the agent to rejoin it: a
+            # retryable 503 agent-unavailable, which a client retries
+            out = await client.retry_503(functools.partial(client.execute, token,
+                                                           "print('usable')"))
             expect(out.ok, f"create {token} returned an unusable session: {out}, "
                            f"row {cluster.session_row(token)}")
         else:
