@@ -43,12 +43,10 @@ from agent.scratch import ScratchStore
 from agent.spec import (
     SpecContext,
     build_container_config,
-    granted_slots,
     image_features,
     image_timeout,
     scratch_size,
 )
-from agent.stats import empty_stats
 from agent.terminals import Terminals
 from common.errors import (
     InvalidAPIParameters,
@@ -59,7 +57,8 @@ from common.errors import (
 )
 from common.msg_agent import CreateKernel, KernelCreated, KernelTerminated
 from common.msg_runner import Message, PtyClosed, PtyOutput
-from common.slots import ResourceSlot
+from common.slots import ResourceSlot, granted_slots
+from common.stats import empty_stats
 
 log = logging.getLogger(__name__)
 

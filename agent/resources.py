@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from common.errors import InvalidAPIParameters, NoAgentAvailable
-from common.slots import CPU, GPU, MEM, ResourceSlot
+from common.slots import CPU, GPU, MEM, Number, ResourceSlot, assign_gpus, gpu_amount
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +94,30 @@ class Allocation:
     slots: ResourceSlot
     gpu_ids: tuple[str, ...] = ()
 
+    def gpu_share(self) -> Decimal:
+        """The share of each of its devices this kernel holds (``assign_gpus``)."""
+        if not self.gpu_ids:
+            return Decimal(0)
+        return self.slots.get_amount(GPU) / len(self.gpu_ids)
+
 
 class ResourcePool:
-    """Capacity of this host and what its kernels occupy; all bookkeeping, no I/O."""
+    """Capacity of this host and what its kernels occupy; all bookkeeping, no I/O.
 
-    def __init__(self, cpus: int, mem: int, gpus: Sequence[GpuDevice]) -> None:
+    CPU is shared: the pool offers ``cpus × cpu_overcommit`` cores and a kernel's cores
+    become a CPU limit (spec.py), not a reservation of physical cores. Memory is a hard
+    reservation unless ``mem_overcommit`` > 1. GPUs are offered as one ``cuda.shares``
+    per device and placed with ``common.slots.assign_gpus``.
+    """
+
+    def __init__(self, cpus: int, mem: int, gpus: Sequence[GpuDevice],
+                 cpu_overcommit: Number = 1, mem_overcommit: Number = 1) -> None:
         self.gpus = list(gpus)
-        capacity: dict[str, Decimal] = {CPU: Decimal(cpus), MEM: Decimal(mem)}
+        cores = Decimal(cpus) * Decimal(str(cpu_overcommit))
+        capacity: dict[str, Decimal] = {
+            CPU: cores.to_integral_value() if cores == cores.to_integral_value() else cores,
+            MEM: (Decimal(mem) * Decimal(str(mem_overcommit))).to_integral_value(),
+        }
         if self.gpus:
             capacity[GPU] = Decimal(len(self.gpus))
         self.capacity = ResourceSlot(capacity)
@@ -139,16 +156,23 @@ class ResourcePool:
     def release(self, kernel_id: str) -> None:
         self._held.pop(kernel_id, None)
 
+    def gpu_free(self) -> list[Decimal]:
+        """Each device's unused share (1 = entirely free), in device order."""
+        used = {g.uuid: Decimal(0) for g in self.gpus}
+        for alloc in self._held.values():
+            for uuid in alloc.gpu_ids:
+                if uuid in used:
+                    used[uuid] += alloc.gpu_share()
+        return [1 - used[g.uuid] for g in self.gpus]
+
     def _pick_gpus(self, amount: Decimal) -> tuple[str, ...]:
         if amount <= 0:
             return ()
-        if amount != amount.to_integral_value():
-            raise InvalidAPIParameters("cuda.device must be a whole number of GPUs here")
-        busy = {g for a in self._held.values() for g in a.gpu_ids}
-        free = [g.uuid for g in self.gpus if g.uuid not in busy]
-        if len(free) < int(amount):
-            raise NoAgentAvailable(f"{int(amount)} GPU(s) requested, {len(free)} free")
-        return tuple(free[: int(amount)])
+        picked = assign_gpus(self.gpu_free(), gpu_amount(amount))
+        if picked is None:
+            raise NoAgentAvailable(f"{amount} GPU share(s) requested; free per device: "
+                                   f"{[str(f) for f in self.gpu_free()]}")
+        return tuple(self.gpus[i].uuid for i in picked)
 
 
 def device_requests(gpu_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -158,8 +182,9 @@ def device_requests(gpu_ids: Sequence[str]) -> list[dict[str, Any]]:
     return [{"Driver": "nvidia", "DeviceIDs": list(gpu_ids), "Capabilities": [["gpu"]]}]
 
 
-def build_pool(reserved_cpu: int, reserved_mem: int, provider: GpuProvider) -> ResourcePool:
-    """This host's capacity minus what the operator reserved for itself."""
+def build_pool(reserved_cpu: int, reserved_mem: int, provider: GpuProvider,
+               cpu_overcommit: Number = 1, mem_overcommit: Number = 1) -> ResourcePool:
+    """This host's capacity minus what the operator reserved for itself, overcommitted."""
     cpus = max(host_cpus() - reserved_cpu, 0)
     mem = max(host_memory() - reserved_mem, 0)
-    return ResourcePool(cpus, mem, provider.devices())
+    return ResourcePool(cpus, mem, provider.devices(), cpu_overcommit, mem_overcommit)

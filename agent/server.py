@@ -86,7 +86,8 @@ class Agent:
         self.cfg = cfg
         self.backend = backend
         self.pool = pool or build_pool(cfg.resources.reserved_cpu, cfg.resources.reserved_mem,
-                                       gpu_provider_for(cfg))
+                                       gpu_provider_for(cfg), cfg.resources.cpu_overcommit,
+                                       cfg.resources.mem_overcommit)
         self._zctx = zmq.asyncio.Context()
         self.kernels = KernelRegistry(cfg, backend, self.pool, self._zctx, self.broadcast)
         self.files = ScratchFiles(scratch_pool(cfg.jail.uid, cfg.jail.gid))

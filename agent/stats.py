@@ -10,13 +10,7 @@ from typing import Any
 
 from common.confined_fs import DIR_FLAGS, usage
 from common.errors import KrakenError
-
-STAT_KEYS = ("cpu_used", "mem_max_bytes", "mem_cur_bytes", "net_rx_bytes", "net_tx_bytes",
-             "io_read_bytes", "io_write_bytes", "io_max_scratch_size", "io_cur_scratch_size")
-
-
-def empty_stats() -> dict[str, int]:
-    return {k: 0 for k in STAT_KEYS}
+from common.stats import empty_stats
 
 
 def stats_from_docker(raw: dict[str, Any]) -> dict[str, int]:
