@@ -79,6 +79,8 @@ class FakeGpu(BaseModel):
     uuid: str
     name: str = "Fake GPU"
     memory: int = 0
+    util_percent: int = Field(default=0, ge=0, le=100)  # the fixed figures its stats show
+    mem_used: int = Field(default=0, ge=0)
 
 
 class ResourcesConfig(BaseModel):

@@ -47,6 +47,7 @@ from agent.spec import (
     image_timeout,
     scratch_size,
 )
+from agent.stats import gpu_stats
 from agent.terminals import Terminals
 from common.errors import (
     InvalidAPIParameters,
@@ -343,6 +344,11 @@ class KernelRegistry:
         size = await asyncio.to_thread(self._store.usage, kernel_id)
         stats["io_cur_scratch_size"] = size
         stats["io_max_scratch_size"] = size
+        alloc = self._pool.allocation(kernel_id)
+        provider = self._pool.gpu_provider
+        if alloc is not None and alloc.gpu_ids and provider is not None:
+            usage = await asyncio.to_thread(provider.usage, alloc.gpu_ids)
+            stats.update(gpu_stats(usage, alloc.gpu_ids))
         return stats
 
     # ---- events and recovery --------------------------------------------------------

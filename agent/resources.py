@@ -30,18 +30,36 @@ class GpuDevice:
         return {"uuid": self.uuid, "name": self.name, "memory": self.memory}
 
 
+@dataclass(frozen=True)
+class GpuUsage:
+    """One device's current figures: GPU busy percent (last sample period) and memory
+    in use by all its processes (bytes)."""
+
+    util_percent: int
+    mem_used: int
+
+
 class GpuProvider(Protocol):
     def devices(self) -> list[GpuDevice]: ...
 
+    def usage(self, uuids: Sequence[str]) -> dict[str, GpuUsage]: ...
+
 
 class FakeGpuProvider:
-    """GPUs declared in the config (``resources.fake_gpus``); NVML is not touched."""
+    """GPUs declared in the config (``resources.fake_gpus``); NVML is not touched. Their
+    usage figures are the fixed ones given (0 unless configured)."""
 
-    def __init__(self, devices: Sequence[GpuDevice]) -> None:
+    def __init__(self, devices: Sequence[GpuDevice],
+                 usage: Mapping[str, GpuUsage] | None = None) -> None:
         self._devices = list(devices)
+        self._usage = dict(usage or {})
 
     def devices(self) -> list[GpuDevice]:
         return list(self._devices)
+
+    def usage(self, uuids: Sequence[str]) -> dict[str, GpuUsage]:
+        known = {d.uuid for d in self._devices}
+        return {u: self._usage.get(u, GpuUsage(0, 0)) for u in uuids if u in known}
 
 
 class NvmlGpuProvider:
@@ -61,6 +79,35 @@ class NvmlGpuProvider:
             return [self._device(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount())]
         finally:
             pynvml.nvmlShutdown()
+
+    def usage(self, uuids: Sequence[str]) -> dict[str, GpuUsage]:
+        """Utilisation and memory in use of these devices (by uuid); devices NVML
+        cannot answer for are left out, and no NVML means no figures. Blocking: call it
+        in a thread."""
+        if not uuids:
+            return {}
+        try:
+            import pynvml
+        except ImportError:
+            return {}
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError:
+            return {}
+        out: dict[str, GpuUsage] = {}
+        try:
+            for uuid in uuids:
+                try:
+                    handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
+                    rates = pynvml.nvmlDeviceGetUtilizationRates(handle)
+                    mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+                except pynvml.NVMLError as e:
+                    log.warning("NVML has no figures for %s: %s", uuid, e)
+                    continue
+                out[uuid] = GpuUsage(util_percent=int(rates.gpu), mem_used=int(mem.used))
+        finally:
+            pynvml.nvmlShutdown()
+        return out
 
     @staticmethod
     def _device(pynvml: Any, index: int) -> GpuDevice:
@@ -111,8 +158,10 @@ class ResourcePool:
     """
 
     def __init__(self, cpus: int, mem: int, gpus: Sequence[GpuDevice],
-                 cpu_overcommit: Number = 1, mem_overcommit: Number = 1) -> None:
+                 cpu_overcommit: Number = 1, mem_overcommit: Number = 1,
+                 gpu_provider: GpuProvider | None = None) -> None:
         self.gpus = list(gpus)
+        self.gpu_provider = gpu_provider  # for usage figures (stats); None: none
         cores = Decimal(cpus) * Decimal(str(cpu_overcommit))
         capacity: dict[str, Decimal] = {
             CPU: cores.to_integral_value() if cores == cores.to_integral_value() else cores,
@@ -187,4 +236,5 @@ def build_pool(reserved_cpu: int, reserved_mem: int, provider: GpuProvider,
     """This host's capacity minus what the operator reserved for itself, overcommitted."""
     cpus = max(host_cpus() - reserved_cpu, 0)
     mem = max(host_memory() - reserved_mem, 0)
-    return ResourcePool(cpus, mem, provider.devices(), cpu_overcommit, mem_overcommit)
+    return ResourcePool(cpus, mem, provider.devices(), cpu_overcommit, mem_overcommit,
+                        provider)

@@ -29,6 +29,7 @@ from agent.resources import (
     FakeGpuProvider,
     GpuDevice,
     GpuProvider,
+    GpuUsage,
     NvmlGpuProvider,
     ResourcePool,
     build_pool,
@@ -74,7 +75,8 @@ Handler = Callable[[Any], Awaitable[Message]]
 def gpu_provider_for(cfg: AgentConfig) -> GpuProvider:
     fakes = cfg.resources.fake_gpus
     if fakes is not None:
-        return FakeGpuProvider([GpuDevice(g.uuid, g.name, g.memory) for g in fakes])
+        return FakeGpuProvider([GpuDevice(g.uuid, g.name, g.memory) for g in fakes],
+                               {g.uuid: GpuUsage(g.util_percent, g.mem_used) for g in fakes})
     return NvmlGpuProvider()
 
 
