@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import zmq
 import zmq.asyncio
 
 import agent
@@ -64,12 +66,30 @@ from common.msg_agent import (
     RestartKernel,
     UploadFiles,
 )
+from common.slots import CPU
 
 log = logging.getLogger(__name__)
 
 MAX_LOG_CHARS = 1 << 20
 IMAGES_TIMEOUT = 2.0
 Handler = Callable[[Any], Awaitable[Message]]
+
+
+SOCKETS_PER_SESSION = 3  # the runner's input, output and control sockets
+
+
+def session_context(max_sessions: int) -> zmq.asyncio.Context:
+    """The ZeroMQ context for runner sockets, with room for every session the pool can
+    hold: ZeroMQ's default cap is 1023 sockets per context (≈ 340 sessions), and each
+    socket needs descriptors, so the soft RLIMIT_NOFILE is raised to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    ctx = zmq.asyncio.Context()
+    wanted = SOCKETS_PER_SESSION * max_sessions + 64
+    if wanted > ctx.get(zmq.MAX_SOCKETS):
+        ctx.set(zmq.MAX_SOCKETS, wanted)
+    return ctx
 
 
 def gpu_provider_for(cfg: AgentConfig) -> GpuProvider:
@@ -90,7 +110,7 @@ class Agent:
         self.pool = pool or build_pool(cfg.resources.reserved_cpu, cfg.resources.reserved_mem,
                                        gpu_provider_for(cfg), cfg.resources.cpu_overcommit,
                                        cfg.resources.mem_overcommit)
-        self._zctx = zmq.asyncio.Context()
+        self._zctx = session_context(int(self.pool.capacity.get_amount(CPU)))
         self.kernels = KernelRegistry(cfg, backend, self.pool, self._zctx, self.broadcast)
         self.files = ScratchFiles(scratch_pool(cfg.jail.uid, cfg.jail.gid))
         self.streams = StreamTable(self.kernels, STARTERS)

@@ -6,9 +6,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import zmq
 
 from agent.config import AgentConfig
 from agent.resources import FakeGpuProvider, GpuDevice, ResourcePool
+from agent.server import session_context
 from agent.spec import SpecContext, build_container_config
 from common.errors import InvalidAPIParameters, NoAgentAvailable
 from common.msg_agent import CreateKernel
@@ -94,3 +96,11 @@ def test_readopted_shares_count_against_their_device() -> None:
         pool.allocate("new", {"cpu": D(1), "mem": D(MIB), GPU: D("0.5")})
     assert pool.allocate("new", {"cpu": D(1), "mem": D(MIB), GPU: D("0.25")}).gpu_ids == \
         ("GPU-0",)
+
+
+def test_the_runner_socket_context_has_room_for_every_session() -> None:
+    ctx = session_context(2000)
+    try:
+        assert ctx.get(zmq.MAX_SOCKETS) >= 3 * 2000
+    finally:
+        ctx.term()
