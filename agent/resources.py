@@ -162,9 +162,8 @@ class ResourcePool:
                  gpu_provider: GpuProvider | None = None) -> None:
         self.gpus = list(gpus)
         self.gpu_provider = gpu_provider  # for usage figures (stats); None: none
-        cores = Decimal(cpus) * Decimal(str(cpu_overcommit))
         capacity: dict[str, Decimal] = {
-            CPU: cores.to_integral_value() if cores == cores.to_integral_value() else cores,
+            CPU: Decimal(cpus) * Decimal(str(cpu_overcommit)),
             MEM: (Decimal(mem) * Decimal(str(mem_overcommit))).to_integral_value(),
         }
         if self.gpus:

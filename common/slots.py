@@ -43,6 +43,12 @@ def _dec(v: Number) -> Decimal:
     return v if isinstance(v, Decimal) else Decimal(str(v))
 
 
+def _text(v: Decimal) -> str:
+    if v == v.to_integral_value():
+        return str(v.to_integral_value())
+    return str(v.normalize())
+
+
 class ResourceSlot(Mapping[str, Decimal]):
     """An immutable slot → amount mapping with element-wise arithmetic."""
 
@@ -84,8 +90,9 @@ class ResourceSlot(Mapping[str, Decimal]):
         return {k: float(v) for k, v in self._data.items()}
 
     def to_wire(self) -> dict[str, str]:
-        """Decimals travel as strings so no precision is lost (seed 004 ``decimal``)."""
-        return {k: str(v) for k, v in sorted(self._data.items())}
+        """Decimals travel as strings so no precision is lost (seed 004 ``decimal``), in
+        their shortest form: ``1`` rather than ``1.0``, ``0.5`` rather than ``0.50``."""
+        return {k: _text(v) for k, v in sorted(self._data.items())}
 
     @classmethod
     def from_wire(cls, data: Mapping[str, object] | None) -> ResourceSlot:

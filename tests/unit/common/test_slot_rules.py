@@ -91,3 +91,9 @@ def test_live_statuses_are_one_set_used_by_the_schema() -> None:
 def test_agent_stats_carry_exactly_the_common_keys() -> None:
     out = stats_from_docker({"memory_stats": {"usage": 5}})
     assert tuple(out) == STAT_KEYS and out["mem_cur_bytes"] == 5
+
+
+def test_amounts_travel_in_their_shortest_form() -> None:
+    assert granted_slots({"cpu": 1.0, "mem": 2.0 * GIB, GPU: 0.50}, {}).to_wire() == \
+        {"cpu": "1", "mem": str(2 * GIB), GPU: "0.5"}
+    assert ResourceSlot({"cpu": D(2) * D("100.0")}).to_wire() == {"cpu": "200"}
