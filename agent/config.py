@@ -79,6 +79,8 @@ class FakeGpu(BaseModel):
     uuid: str
     name: str = "Fake GPU"
     memory: int = 0
+    util_percent: int = Field(default=0, ge=0, le=100)  # the fixed figures its stats show
+    mem_used: int = Field(default=0, ge=0)
 
 
 class ResourcesConfig(BaseModel):
@@ -86,6 +88,14 @@ class ResourcesConfig(BaseModel):
 
     reserved_cpu: int = Field(default=0, ge=0)
     reserved_mem: int = 0
+    # CPU is shared: the agent offers its cores × cpu_overcommit, and a session's cores
+    # are a CPU limit (NanoCpus, CpuShares), not reserved cores. 100 lets 200 sessions
+    # of the default 1 core each onto a 2-core host; an idle session costs ~no CPU, and
+    # busy ones share the cores in proportion to their slots (docs/agent.md).
+    cpu_overcommit: float = Field(default=100.0, ge=1.0, le=10_000.0)
+    # memory stays a hard reservation (1.0) unless the operator accepts that sessions
+    # together may ask for more than the host has (each container keeps its own limit)
+    mem_overcommit: float = Field(default=1.0, ge=1.0, le=100.0)
     fake_gpus: list[FakeGpu] | None = None
 
     @pydantic.field_validator("reserved_mem", mode="before")

@@ -43,12 +43,11 @@ from agent.scratch import ScratchStore
 from agent.spec import (
     SpecContext,
     build_container_config,
-    granted_slots,
     image_features,
     image_timeout,
     scratch_size,
 )
-from agent.stats import empty_stats
+from agent.stats import gpu_stats
 from agent.terminals import Terminals
 from common.errors import (
     InvalidAPIParameters,
@@ -59,7 +58,8 @@ from common.errors import (
 )
 from common.msg_agent import CreateKernel, KernelCreated, KernelTerminated
 from common.msg_runner import Message, PtyClosed, PtyOutput
-from common.slots import ResourceSlot
+from common.slots import ResourceSlot, granted_slots
+from common.stats import empty_stats
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +344,11 @@ class KernelRegistry:
         size = await asyncio.to_thread(self._store.usage, kernel_id)
         stats["io_cur_scratch_size"] = size
         stats["io_max_scratch_size"] = size
+        alloc = self._pool.allocation(kernel_id)
+        provider = self._pool.gpu_provider
+        if alloc is not None and alloc.gpu_ids and provider is not None:
+            usage = await asyncio.to_thread(provider.usage, alloc.gpu_ids)
+            stats.update(gpu_stats(usage, alloc.gpu_ids))
         return stats
 
     # ---- events and recovery --------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from common.errors import InvalidAPIParameters, NoAgentAvailable
-from common.slots import CPU, GPU, MEM, ResourceSlot
+from common.slots import CPU, GPU, MEM, Number, ResourceSlot, assign_gpus, gpu_amount
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +30,36 @@ class GpuDevice:
         return {"uuid": self.uuid, "name": self.name, "memory": self.memory}
 
 
+@dataclass(frozen=True)
+class GpuUsage:
+    """One device's current figures: GPU busy percent (last sample period) and memory
+    in use by all its processes (bytes)."""
+
+    util_percent: int
+    mem_used: int
+
+
 class GpuProvider(Protocol):
     def devices(self) -> list[GpuDevice]: ...
 
+    def usage(self, uuids: Sequence[str]) -> dict[str, GpuUsage]: ...
+
 
 class FakeGpuProvider:
-    """GPUs declared in the config (``resources.fake_gpus``); NVML is not touched."""
+    """GPUs declared in the config (``resources.fake_gpus``); NVML is not touched. Their
+    usage figures are the fixed ones given (0 unless configured)."""
 
-    def __init__(self, devices: Sequence[GpuDevice]) -> None:
+    def __init__(self, devices: Sequence[GpuDevice],
+                 usage: Mapping[str, GpuUsage] | None = None) -> None:
         self._devices = list(devices)
+        self._usage = dict(usage or {})
 
     def devices(self) -> list[GpuDevice]:
         return list(self._devices)
+
+    def usage(self, uuids: Sequence[str]) -> dict[str, GpuUsage]:
+        known = {d.uuid for d in self._devices}
+        return {u: self._usage.get(u, GpuUsage(0, 0)) for u in uuids if u in known}
 
 
 class NvmlGpuProvider:
@@ -61,6 +79,35 @@ class NvmlGpuProvider:
             return [self._device(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount())]
         finally:
             pynvml.nvmlShutdown()
+
+    def usage(self, uuids: Sequence[str]) -> dict[str, GpuUsage]:
+        """Utilisation and memory in use of these devices (by uuid); devices NVML
+        cannot answer for are left out, and no NVML means no figures. Blocking: call it
+        in a thread."""
+        if not uuids:
+            return {}
+        try:
+            import pynvml
+        except ImportError:
+            return {}
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError:
+            return {}
+        out: dict[str, GpuUsage] = {}
+        try:
+            for uuid in uuids:
+                try:
+                    handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
+                    rates = pynvml.nvmlDeviceGetUtilizationRates(handle)
+                    mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+                except pynvml.NVMLError as e:
+                    log.warning("NVML has no figures for %s: %s", uuid, e)
+                    continue
+                out[uuid] = GpuUsage(util_percent=int(rates.gpu), mem_used=int(mem.used))
+        finally:
+            pynvml.nvmlShutdown()
+        return out
 
     @staticmethod
     def _device(pynvml: Any, index: int) -> GpuDevice:
@@ -94,13 +141,31 @@ class Allocation:
     slots: ResourceSlot
     gpu_ids: tuple[str, ...] = ()
 
+    def gpu_share(self) -> Decimal:
+        """The share of each of its devices this kernel holds (``assign_gpus``)."""
+        if not self.gpu_ids:
+            return Decimal(0)
+        return self.slots.get_amount(GPU) / len(self.gpu_ids)
+
 
 class ResourcePool:
-    """Capacity of this host and what its kernels occupy; all bookkeeping, no I/O."""
+    """Capacity of this host and what its kernels occupy; all bookkeeping, no I/O.
 
-    def __init__(self, cpus: int, mem: int, gpus: Sequence[GpuDevice]) -> None:
+    CPU is shared: the pool offers ``cpus × cpu_overcommit`` cores and a kernel's cores
+    become a CPU limit (spec.py), not a reservation of physical cores. Memory is a hard
+    reservation unless ``mem_overcommit`` > 1. GPUs are offered as one ``cuda.shares``
+    per device and placed with ``common.slots.assign_gpus``.
+    """
+
+    def __init__(self, cpus: int, mem: int, gpus: Sequence[GpuDevice],
+                 cpu_overcommit: Number = 1, mem_overcommit: Number = 1,
+                 gpu_provider: GpuProvider | None = None) -> None:
         self.gpus = list(gpus)
-        capacity: dict[str, Decimal] = {CPU: Decimal(cpus), MEM: Decimal(mem)}
+        self.gpu_provider = gpu_provider  # for usage figures (stats); None: none
+        capacity: dict[str, Decimal] = {
+            CPU: Decimal(cpus) * Decimal(str(cpu_overcommit)),
+            MEM: (Decimal(mem) * Decimal(str(mem_overcommit))).to_integral_value(),
+        }
         if self.gpus:
             capacity[GPU] = Decimal(len(self.gpus))
         self.capacity = ResourceSlot(capacity)
@@ -139,16 +204,23 @@ class ResourcePool:
     def release(self, kernel_id: str) -> None:
         self._held.pop(kernel_id, None)
 
+    def gpu_free(self) -> list[Decimal]:
+        """Each device's unused share (1 = entirely free), in device order."""
+        used = {g.uuid: Decimal(0) for g in self.gpus}
+        for alloc in self._held.values():
+            for uuid in alloc.gpu_ids:
+                if uuid in used:
+                    used[uuid] += alloc.gpu_share()
+        return [1 - used[g.uuid] for g in self.gpus]
+
     def _pick_gpus(self, amount: Decimal) -> tuple[str, ...]:
         if amount <= 0:
             return ()
-        if amount != amount.to_integral_value():
-            raise InvalidAPIParameters("cuda.device must be a whole number of GPUs here")
-        busy = {g for a in self._held.values() for g in a.gpu_ids}
-        free = [g.uuid for g in self.gpus if g.uuid not in busy]
-        if len(free) < int(amount):
-            raise NoAgentAvailable(f"{int(amount)} GPU(s) requested, {len(free)} free")
-        return tuple(free[: int(amount)])
+        picked = assign_gpus(self.gpu_free(), gpu_amount(amount))
+        if picked is None:
+            raise NoAgentAvailable(f"{amount} GPU share(s) requested; free per device: "
+                                   f"{[str(f) for f in self.gpu_free()]}")
+        return tuple(self.gpus[i].uuid for i in picked)
 
 
 def device_requests(gpu_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -158,8 +230,10 @@ def device_requests(gpu_ids: Sequence[str]) -> list[dict[str, Any]]:
     return [{"Driver": "nvidia", "DeviceIDs": list(gpu_ids), "Capabilities": [["gpu"]]}]
 
 
-def build_pool(reserved_cpu: int, reserved_mem: int, provider: GpuProvider) -> ResourcePool:
-    """This host's capacity minus what the operator reserved for itself."""
+def build_pool(reserved_cpu: int, reserved_mem: int, provider: GpuProvider,
+               cpu_overcommit: Number = 1, mem_overcommit: Number = 1) -> ResourcePool:
+    """This host's capacity minus what the operator reserved for itself, overcommitted."""
     cpus = max(host_cpus() - reserved_cpu, 0)
     mem = max(host_memory() - reserved_mem, 0)
-    return ResourcePool(cpus, mem, provider.devices())
+    return ResourcePool(cpus, mem, provider.devices(), cpu_overcommit, mem_overcommit,
+                        provider)

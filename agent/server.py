@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import zmq
 import zmq.asyncio
 
 import agent
@@ -30,6 +32,7 @@ from agent.resources import (
     FakeGpuProvider,
     GpuDevice,
     GpuProvider,
+    GpuUsage,
     NvmlGpuProvider,
     ResourcePool,
     build_pool,
@@ -65,6 +68,7 @@ from common.msg_agent import (
     RestartKernel,
     UploadFiles,
 )
+from common.slots import CPU
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +77,28 @@ IMAGES_TIMEOUT = 2.0
 Handler = Callable[[Any], Awaitable[Message]]
 
 
+SOCKETS_PER_SESSION = 3  # the runner's input, output and control sockets
+
+
+def session_context(max_sessions: int) -> zmq.asyncio.Context:
+    """The ZeroMQ context for runner sockets, with room for every session the pool can
+    hold: ZeroMQ's default cap is 1023 sockets per context (≈ 340 sessions), and each
+    socket needs descriptors, so the soft RLIMIT_NOFILE is raised to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    ctx = zmq.asyncio.Context()
+    wanted = SOCKETS_PER_SESSION * max_sessions + 64
+    if wanted > ctx.get(zmq.MAX_SOCKETS):
+        ctx.set(zmq.MAX_SOCKETS, wanted)
+    return ctx
+
+
 def gpu_provider_for(cfg: AgentConfig) -> GpuProvider:
     fakes = cfg.resources.fake_gpus
     if fakes is not None:
-        return FakeGpuProvider([GpuDevice(g.uuid, g.name, g.memory) for g in fakes])
+        return FakeGpuProvider([GpuDevice(g.uuid, g.name, g.memory) for g in fakes],
+                               {g.uuid: GpuUsage(g.util_percent, g.mem_used) for g in fakes})
     return NvmlGpuProvider()
 
 
@@ -88,8 +110,9 @@ class Agent:
         self.cfg = cfg
         self.backend = backend
         self.pool = pool or build_pool(cfg.resources.reserved_cpu, cfg.resources.reserved_mem,
-                                       gpu_provider_for(cfg))
-        self._zctx = zmq.asyncio.Context()
+                                       gpu_provider_for(cfg), cfg.resources.cpu_overcommit,
+                                       cfg.resources.mem_overcommit)
+        self._zctx = session_context(int(self.pool.capacity.get_amount(CPU)))
         self.kernels = KernelRegistry(cfg, backend, self.pool, self._zctx, self.broadcast)
         self.files = ScratchFiles(scratch_pool(cfg.jail.uid, cfg.jail.gid))
         self.streams = StreamTable(self.kernels, STARTERS)

@@ -1,7 +1,7 @@
 """The Docker create config of a kernel container, built from one CreateKernel.
 
 One pure function, ``build_container_config``, decides everything a container is:
-resource limits (capped by the image labels), labels (the agent's source of truth
+resource limits (from ``common.slots.granted_slots``), labels (the agent's truth
 for recovery), environment (reserved names cannot be overridden), mounts (the
 kernel's scratch dir at /home/work plus the requested vfolders), network, GPUs and
 the jail's security options.
@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +28,16 @@ from agent.backend import (
     LABEL_SLOTS,
 )
 from agent.resources import device_requests
-from common.errors import InvalidAPIParameters, KernelCreationFailed
+from common.errors import InvalidAPIParameters, InvalidImageLabel
 from common.msg_agent import CreateKernel
-from common.slots import CPU, GPU, MEM, ResourceSlot, parse_bytes
+from common.slots import CPU, MEM, ResourceSlot, parse_bytes
 from jail.policy import KERNEL_GID, KERNEL_UID, KERNEL_USER, JailPolicy, jail_host_config
 
 HOME = "/home/work"
-LABEL_MAXCORES = "ai.backend.maxcores"
-LABEL_MAXMEM = "ai.backend.maxmem"
 LABEL_TIMEOUT = "ai.backend.timeout"
 LABEL_FEATURES = "ai.backend.features"
 LABEL_CORECOUNT_ENVS = "ai.backend.envs.corecount"
 LABEL_SCRATCH = "kraken.scratch.size"  # the image's /home/work size, e.g. "4g"
-DEFAULT_MEM = 1 << 30
-KNOWN_SLOTS = frozenset({CPU, MEM, GPU})
 BASE_ENV = {"LANG": "C.UTF-8", "TERM": "xterm", "HOME": HOME, "USER": KERNEL_USER,
             "SHELL": "/bin/bash"}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -59,46 +55,6 @@ class SpecContext:
     gid: int = KERNEL_GID
 
 
-def _decimal(name: str, value: object) -> Decimal:
-    try:
-        d = Decimal(str(value))
-    except InvalidOperation:
-        raise InvalidAPIParameters(f"slot {name!r}: {value!r} is not a number") from None
-    if not d.is_finite() or d < 0:
-        raise InvalidAPIParameters(f"slot {name!r} must be a non-negative number")
-    return d
-
-
-def _memory(value: object) -> Decimal:
-    """Bytes, given as a number or a size such as ``512m``."""
-    if isinstance(value, str) and value.strip()[-1:].isalpha():
-        try:
-            return Decimal(parse_bytes(value))
-        except (ValueError, InvalidOperation):
-            raise InvalidAPIParameters(f"slot 'mem': {value!r} is not a size") from None
-    return _decimal(MEM, value)
-
-
-def granted_slots(requested: Mapping[str, str], labels: Mapping[str, str]) -> ResourceSlot:
-    """The slots a kernel gets: the request, defaulted, then capped by the image labels."""
-    unknown = set(requested) - KNOWN_SLOTS
-    if unknown:
-        raise InvalidAPIParameters(f"unknown resource slots: {sorted(unknown)}")
-    cpu = _decimal(CPU, requested.get(CPU, "1"))
-    mem = _memory(requested.get(MEM, DEFAULT_MEM))
-    gpu = _decimal(GPU, requested.get(GPU, "0"))
-    if cpu <= 0 or mem <= 0:
-        raise InvalidAPIParameters("cpu and mem must be positive")
-    if LABEL_MAXCORES in labels:
-        cpu = min(cpu, _decimal(LABEL_MAXCORES, labels[LABEL_MAXCORES]))
-    if LABEL_MAXMEM in labels:
-        mem = min(mem, Decimal(parse_bytes(labels[LABEL_MAXMEM])))
-    slots = {CPU: cpu, MEM: mem.to_integral_value()}
-    if gpu > 0:
-        slots[GPU] = gpu
-    return ResourceSlot(slots)
-
-
 def scratch_size(labels: Mapping[str, str], default: int, maximum: int) -> int:
     """Bytes of the kernel's /home/work: ``kraken.scratch.size`` or the default, capped."""
     text = labels.get(LABEL_SCRATCH)
@@ -107,10 +63,10 @@ def scratch_size(labels: Mapping[str, str], default: int, maximum: int) -> int:
     try:
         size = parse_bytes(text)
     except (ValueError, InvalidOperation):
-        raise KernelCreationFailed(
+        raise InvalidImageLabel(
             f"image label {LABEL_SCRATCH}={text!r} is not a size such as 4g") from None
     if size <= 0:
-        raise KernelCreationFailed(f"image label {LABEL_SCRATCH}={text!r} must be positive")
+        raise InvalidImageLabel(f"image label {LABEL_SCRATCH}={text!r} must be positive")
     return min(size, maximum)
 
 
@@ -127,9 +83,15 @@ def image_timeout(labels: Mapping[str, str]) -> float:
 
 
 def kernel_environ(environ: Mapping[str, str], labels: Mapping[str, str],
-                   cores: int) -> list[str]:
-    """Docker ``Env``: the user's variables plus the reserved ones they may not override."""
+                   cores: int, gpus: int = 0) -> list[str]:
+    """Docker ``Env``: the user's variables plus the reserved ones they may not override.
+
+    With GPUs, DeviceRequests names the devices by uuid and the NVIDIA runtime shows
+    exactly those in the container, numbered 0 … n-1: CUDA_VISIBLE_DEVICES lists them.
+    """
     reserved = dict(BASE_ENV)
+    if gpus:
+        reserved["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(gpus))
     for name in labels.get(LABEL_CORECOUNT_ENVS, "").replace(",", " ").split():
         reserved[name] = str(cores)
     clash = sorted(set(environ) & set(reserved))
@@ -183,7 +145,11 @@ def build_container_config(req: CreateKernel, labels: Mapping[str, str],
     mem = int(granted.get_amount(MEM))
     host_config: dict[str, Any] = {
         **jail_host_config(ctx.jail),
+        # CPU is shared (docs/agent.md): the session's cores are a ceiling (NanoCpus)
+        # and its weight when cores are contended (CpuShares, 1024 per core), never a
+        # cpuset of reserved cores
         "NanoCpus": int(granted.get_amount(CPU) * 1_000_000_000),
+        "CpuShares": max(int(granted.get_amount(CPU) * 1024), 2),
         "Memory": mem,
         "MemorySwap": mem,
         "Mounts": _mounts(ctx.scratch_dir, req.mounts),
@@ -196,7 +162,7 @@ def build_container_config(req: CreateKernel, labels: Mapping[str, str],
         "Hostname": "kernel-" + req.kernel_id[:8],
         "User": f"{ctx.uid}:{ctx.gid}",
         "WorkingDir": HOME,
-        "Env": kernel_environ(req.environ, labels, cores),
+        "Env": kernel_environ(req.environ, labels, cores, len(gpu_ids)),
         "Labels": _labels(req, ctx, granted, gpu_ids),
         "HostConfig": host_config,
     }

@@ -1,22 +1,19 @@
 """The Container Stats Object (seed 004 §2.9.8) from Docker's stats JSON.
 
-Handles both cgroup v1 and v2 shapes of ``memory_stats`` and ``blkio_stats``.
+Handles both cgroup v1 and v2 shapes of ``memory_stats`` and ``blkio_stats``. A kernel
+that holds GPUs also gets ``GPU_STAT_KEYS`` from NVML (``gpu_stats``).
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.resources import GpuUsage
 from common.confined_fs import DIR_FLAGS, usage
 from common.errors import KrakenError
-
-STAT_KEYS = ("cpu_used", "mem_max_bytes", "mem_cur_bytes", "net_rx_bytes", "net_tx_bytes",
-             "io_read_bytes", "io_write_bytes", "io_max_scratch_size", "io_cur_scratch_size")
-
-
-def empty_stats() -> dict[str, int]:
-    return {k: 0 for k in STAT_KEYS}
+from common.stats import GPU_STAT_KEYS, empty_stats
 
 
 def stats_from_docker(raw: dict[str, Any]) -> dict[str, int]:
@@ -37,6 +34,15 @@ def stats_from_docker(raw: dict[str, Any]) -> dict[str, int]:
         elif op == "write":
             out["io_write_bytes"] += int(entry.get("value") or 0)
     return out
+
+
+def gpu_stats(usage: Mapping[str, GpuUsage], gpu_ids: Sequence[str]) -> dict[str, int]:
+    """``GPU_STAT_KEYS`` over a kernel's devices; {} when it holds none or no figures."""
+    figures = [usage[u] for u in gpu_ids if u in usage]
+    if not figures:
+        return {}
+    util = sum(f.util_percent for f in figures) // len(figures)
+    return dict(zip(GPU_STAT_KEYS, (util, sum(f.mem_used for f in figures)), strict=True))
 
 
 def dir_size(path: Path) -> int:

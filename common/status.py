@@ -28,6 +28,8 @@ FINAL_STATUSES = frozenset(
     {SessionStatus.TERMINATED, SessionStatus.ERROR, SessionStatus.CANCELLED}
 )
 LIVE_STATUSES = frozenset(set(SessionStatus) - FINAL_STATUSES)
+# the same as the strings stored in kernels.status, sorted (for SQL ``IN`` clauses)
+LIVE_STATUS_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in LIVE_STATUSES))
 
 _S = SessionStatus
 ALLOWED_TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {

@@ -10,11 +10,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.msg_agent import Heartbeat, Join
-from common.status import LIVE_STATUSES, AgentStatus, SessionStatus
+from common.status import LIVE_STATUS_VALUES as LIVE
+from common.status import AgentStatus, SessionStatus
 from manager.db.tables import agents, images, kernels
 from manager.services.lifecycle import Transition, transition_many
 
-LIVE = [s.value for s in LIVE_STATUSES]
 # a container that stopped by itself: these reasons are failures, the others an ending
 FAILURE_REASONS = frozenset({"oom-killed", "runner-unresponsive"})
 JOIN_LOCK = 0x4A4F494E  # pg_advisory_xact_lock(JOIN_LOCK, hashtext(agent id)): one join at a time

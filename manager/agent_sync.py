@@ -16,14 +16,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from common.status import LIVE_STATUSES, SessionStatus
+from common.status import LIVE_STATUS_VALUES as LIVE
+from common.status import SessionStatus
 from manager.config import LinkConfig, ReconcileConfig
 from manager.db.tables import kernels
 from manager.reconcile import Action, Limits, SessionView
 from manager.replica import live_instances, split_owner
 from manager.services.lifecycle import ORPHANED, Transition, transition_many
 
-LIVE = [s.value for s in LIVE_STATUSES]
 # states in which a call to the agent is in flight, owned by one replica
 CALLED = frozenset({SessionStatus.PREPARING, SessionStatus.RESTARTING,
                     SessionStatus.TERMINATING})

@@ -44,6 +44,7 @@ from common.msg_agent import (
     KernelTerminated,
     Rejoin,
 )
+from common.slots import slot_floats
 from manager import agent_rows
 from manager.agent_sync import apply_marks, limits_from, load_views, uuids
 from manager.config import LinkConfig, ReconcileConfig
@@ -52,7 +53,6 @@ from manager.outage import OutageLog, translate
 from manager.reconcile import Action, Limits, kept, reconcile
 from manager.replica import ReplicaLease
 from manager.services import policies
-from manager.services.images import slots_to_floats
 from manager.services.lifecycle import Transition
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class AgentRegistry:
     def _more_room(self, agent_id: AgentId, available: Mapping[str, Any] | None,
                    occupied: Mapping[str, Any] | None) -> bool:
         """The agent reports more capacity or less occupancy than in its last report."""
-        cap, used = slots_to_floats(available), slots_to_floats(occupied)
+        cap, used = slot_floats(available), slot_floats(occupied)
         was = self._slots_seen.get(agent_id)
         self._slots_seen[agent_id] = (cap, used)
         if was is None:

@@ -13,12 +13,12 @@ import orjson
 from aiohttp import BodyPartReader, MultipartWriter, web
 
 from common.errors import InvalidAPIParameters, PayloadTooLarge
+from common.limits import MAX_DOWNLOAD_FILES, MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES
 from manager.api.auth import caller
 from manager.api.keys import FILES
 from manager.api.multipart import malformed_multipart, part_filename
 from manager.api.problems import json_response, read_json_object
 from manager.api.version import PREFIXES
-from manager.services.files import MAX_DOWNLOAD_FILES, MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES
 
 CHUNK = 64 * 1024
 MAX_PATH = 4096

@@ -4,11 +4,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from common.status import LIVE_STATUSES
+from common.status import LIVE_STATUS_VALUES
 
 metadata = sa.MetaData()
 
-LIVE_STATUS_VALUES = sorted(s.value for s in LIVE_STATUSES)
 LIVE_STATUS_SQL = "status IN (" + ", ".join(f"'{s}'" for s in LIVE_STATUS_VALUES) + ")"
 
 _now = sa.text("now()")

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.status import LIVE_STATUSES
+from common.status import LIVE_STATUS_VALUES as LIVE
 from manager.db.tables import (
     agents,
     images,
@@ -33,7 +33,6 @@ from manager.graphql.records import (
     VFolderRecord,
 )
 
-LIVE = sorted(s.value for s in LIVE_STATUSES)
 ROWS_PER_TURN = 200
 
 

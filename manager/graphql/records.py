@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from common.slots import CPU, GPU, MEM
+from common.slots import CPU, GPU, MEM, ResourceSlot
+from common.stats import STAT_KEYS
 from manager.replica import public_info
-from manager.services.images import slots_to_floats, split_reference
+from manager.services.images import split_reference
 
 MIB = 2**20
-STAT_KEYS = ("cpu_used", "mem_max_bytes", "mem_cur_bytes", "net_rx_bytes", "net_tx_bytes",
-             "io_read_bytes", "io_write_bytes", "io_max_scratch_size", "io_cur_scratch_size")
 
 
 def _int(value: Any) -> int:
@@ -37,7 +36,7 @@ class SlotSummary:
 
     @classmethod
     def of(cls, slots: Mapping[str, Any] | None) -> SlotSummary:
-        f = slots_to_floats(slots)
+        f = ResourceSlot.from_wire(slots).as_floats()
         return cls(f.get(CPU, 0.0), int(f.get(MEM, 0.0) // MIB), f.get(GPU, 0.0))
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import graphene
 from graphene import BigInt, Boolean, DateTime, Float, Int, List, String
 
+from common.slots import CPU, GPU, LABEL_MAXCORES, LABEL_MAXMEM, LABEL_MINCORES, LABEL_MINMEM, MEM
 from manager.graphql.queries import status_values
 from manager.graphql.queue import resolve_queue_position
 from manager.graphql.records import (
@@ -140,9 +141,9 @@ class ResourceLimit(graphene.ObjectType):
     max = String()
 
 
-LIMIT_LABELS = (("cpu", "ai.backend.mincores", "ai.backend.maxcores"),
-                ("mem", "ai.backend.minmem", "ai.backend.maxmem"),
-                ("cuda.device", "ai.backend.mingpus", "ai.backend.maxgpus"))
+# the labels common/slots.py granted_slots sizes sessions by (GPU limits are shown only)
+LIMIT_LABELS = ((CPU, LABEL_MINCORES, LABEL_MAXCORES), (MEM, LABEL_MINMEM, LABEL_MAXMEM),
+                (GPU, "ai.backend.mingpus", "ai.backend.maxgpus"))
 
 
 class Image(graphene.ObjectType):

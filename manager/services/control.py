@@ -32,7 +32,8 @@ from common.msg_agent import (
     KernelStats,
     RestartKernel,
 )
-from common.status import LIVE_STATUSES, SessionStatus
+from common.status import LIVE_STATUS_VALUES as LIVE
+from common.status import SessionStatus
 from manager.config import ManagerConfig
 from manager.db.tables import kernels
 from manager.events import EventBus
@@ -45,7 +46,6 @@ from manager.services.routes import QueryCounter, Route, RouteCache
 
 log = logging.getLogger(__name__)
 
-LIVE = [s.value for s in LIVE_STATUSES]
 R = TypeVar("R", bound=Message)
 STATS_TIMEOUT = 2.0
 

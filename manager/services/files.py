@@ -5,7 +5,6 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from common.limits import MAX_DOWNLOAD_FILES, MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES
 from common.msg_agent import (
     DownloadFiles,
     FileList,
@@ -21,7 +20,7 @@ from manager.services.keypairs import KeypairInfo
 from manager.services.routes import Route
 from manager.services.transfers import TransferGate
 
-__all__ = ["MAX_DOWNLOAD_FILES", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_FILES", "SessionFiles"]
+__all__ = ["SessionFiles"]
 
 
 class SessionFiles:

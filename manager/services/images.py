@@ -3,16 +3,12 @@
 ``lang`` may be ``python``, ``python:3.11``, ``kraken/python`` or a full reference
 such as ``registry:5000/kraken/python:3.11``. A bare name matches the basename of
 an image repository; a name with ``/`` must match the repository's tail path. The
-tag defaults to ``latest``.
+tag defaults to ``latest``. Sizing a session is ``common.slots.granted_slots``.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any
-
-from common.slots import CPU, GPU, MEM, parse_bytes
 
 GIB = 2**30
 MIB = 2**20
@@ -54,52 +50,3 @@ def memory_bytes(value: float) -> int:
     if value < GIB_THRESHOLD:
         return int(Decimal(str(value)) * GIB)
     return int(Decimal(str(value)) * MIB)
-
-
-@dataclass(frozen=True, slots=True)
-class SlotRequest:
-    cpu: float
-    mem: int
-    gpu: float = 0.0
-
-    def capped(self, labels: Mapping[str, Any]) -> SlotRequest:
-        """Cap cpu/mem by the image labels ``ai.backend.maxcores`` / ``ai.backend.maxmem``."""
-        cpu, mem = self.cpu, self.mem
-        if (maxcores := labels.get("ai.backend.maxcores")) is not None:
-            try:
-                cpu = min(cpu, float(maxcores))
-            except ValueError:
-                pass
-        if (maxmem := labels.get("ai.backend.maxmem")) is not None:
-            try:
-                mem = min(mem, parse_bytes(str(maxmem)))
-            except (ValueError, ArithmeticError):
-                pass
-        return SlotRequest(cpu=cpu, mem=mem, gpu=self.gpu)
-
-    def as_floats(self) -> dict[str, float]:
-        out = {CPU: self.cpu, MEM: float(self.mem)}
-        if self.gpu > 0:
-            out[GPU] = self.gpu
-        return out
-
-    def to_wire(self) -> dict[str, str]:
-        out = {CPU: _num(self.cpu), MEM: str(self.mem)}
-        if self.gpu > 0:
-            out[GPU] = _num(self.gpu)
-        return out
-
-
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else str(v)
-
-
-def slots_to_floats(slots: Mapping[str, Any] | None) -> dict[str, float]:
-    """A slot map from the wire / JSONB (decimal strings) as floats."""
-    out: dict[str, float] = {}
-    for key, value in (slots or {}).items():
-        try:
-            out[key] = float(value)
-        except (TypeError, ValueError):
-            continue
-    return out

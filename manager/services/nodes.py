@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.ids import AgentId
+from common.slots import slot_floats
 from common.status import LIVE_STATUSES, AgentStatus
 from manager.config import ManagerConfig
 from manager.db.tables import agents, kernels
@@ -18,8 +19,7 @@ from manager.registry import AgentRegistry
 from manager.scheduler import AgentSnapshot, PlacementRequest
 from manager.scheduler_explain import Verdict, explain
 from manager.services import policies
-from manager.services.images import SlotRequest, slots_to_floats
-from manager.services.sessions import CreateSpec, _find_image, _snapshot
+from manager.services.sessions import CreateSpec, _find_image, _snapshot, requested_slots
 
 LIVE = [s.value for s in LIVE_STATUSES]
 
@@ -39,11 +39,11 @@ async def list_nodes(engine: AsyncEngine, registry: AgentRegistry) -> list[dict[
     for r in held:
         count[r.agent_id] += 1
         acc = occupied[r.agent_id]
-        for key, value in slots_to_floats(r.slots).items():
+        for key, value in slot_floats(r.slots).items():
             acc[key] = acc.get(key, 0.0) + value
     out = []
     for r in rows:
-        available = slots_to_floats(r.available_slots)
+        available = slot_floats(r.available_slots)
         used = occupied.get(r.id, {})
         m = r._mapping
         out.append({
@@ -52,7 +52,7 @@ async def list_nodes(engine: AsyncEngine, registry: AgentRegistry) -> list[dict[
             "connected": registry.is_connected(r.id),
             "available_slots": available, "occupied_slots": used,
             "free_slots": {k: v - used.get(k, 0.0) for k, v in available.items()},
-            "reported_occupied_slots": slots_to_floats(r.occupied_slots or {}),
+            "reported_occupied_slots": slot_floats(r.occupied_slots or {}),
             "kernels": count.get(r.id, 0),
             "first_contact": _iso(r.first_contact), "last_heartbeat": _iso(r.last_heartbeat),
             "lost_at": _iso(r.lost_at),
@@ -67,9 +67,7 @@ async def choose_host(engine: AsyncEngine, registry: AgentRegistry, config: Mana
     async with engine.connect() as conn:
         group = spec.group or policies.DEFAULT_GROUP
         image, labels, _ = await _find_image(conn, spec.lang, group)
-        wanted = SlotRequest(cpu=spec.cpu if spec.cpu is not None else sessions.default_cpu,
-                             mem=spec.mem if spec.mem is not None else sessions.default_mem_bytes,
-                             gpu=spec.gpu).capped(labels)
+        wanted = requested_slots(spec, labels, sessions)
         holders = {a.agent_id: a for a in await _snapshot(conn, image)}
         rows = (await conn.execute(sa.select(agents.c.id, agents.c.status,
                                              agents.c.available_slots, agents.c.scaling_group)
@@ -88,7 +86,7 @@ async def choose_host(engine: AsyncEngine, registry: AgentRegistry, config: Mana
                                   ("not connected to this manager replica",), {}))
         else:
             candidates.append(holders.get(agent_id) or AgentSnapshot(
-                agent_id, slots_to_floats(r.available_slots), {}, frozenset()))
+                agent_id, slot_floats(r.available_slots), {}, frozenset()))
     chosen, verdicts = explain(candidates, PlacementRequest(image, wanted.as_floats()))
     everyone = sorted(verdicts + others, key=lambda v: v.agent_id)
     return {"image": image, "group": group, "slots": wanted.to_wire(), "chosen": chosen,

@@ -40,6 +40,7 @@ from common.errors import (
     SessionQueueTimeout,
 )
 from common.ids import AgentId
+from common.slots import slot_floats
 from common.status import FINAL_STATUSES, LIVE_STATUSES, AgentStatus, SessionStatus
 from manager.config import SchedulerConfig
 from manager.db.tables import agent_groups, agents, images, kernels
@@ -48,7 +49,6 @@ from manager.outage import translate
 from manager.queueplan import Policy, QueuedSession, plan
 from manager.replica import split_owner
 from manager.scheduler import AgentSnapshot, PlacementRequest
-from manager.services.images import slots_to_floats
 from manager.services.lifecycle import ORPHANED, Transition, transition, transition_many
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ class QueueService:
         if not rows:
             return []
         queue = [QueuedSession(r.id, r.access_key,
-                               PlacementRequest(r.image, slots_to_floats(r.slots),
+                               PlacementRequest(r.image, slot_floats(r.slots),
                                                 r.scaling_group or DEFAULT_GROUP),
                                int(r.queue_seq or 0), r.queue_priority) for r in rows]
         snapshot, held = await cluster_snapshot(conn, self._is_connected)
@@ -348,7 +348,7 @@ async def cluster_snapshot(conn: AsyncConnection, is_connected: Callable[[str], 
         kernels.c.agent_id, kernels.c.access_key, kernels.c.scaling_group, kernels.c.slots,
     ).where(kernels.c.status.in_(LIVE), kernels.c.agent_id.is_not(None)))).all()
     for row in used:
-        slots = slots_to_floats(row.slots)
+        slots = slot_floats(row.slots)
         for acc in (held_by_agent.get(row.agent_id),
                     held.setdefault((row.scaling_group or DEFAULT_GROUP, row.access_key),
                                     {})):
@@ -362,11 +362,11 @@ async def cluster_snapshot(conn: AsyncConnection, is_connected: Callable[[str], 
             names[r.agent_id].add(r.name)
     snapshot = []
     for agent_id, agent in reachable.items():
-        reported = slots_to_floats(agent.occupied_slots or {})
+        reported = slot_floats(agent.occupied_slots or {})
         mine = held_by_agent[agent_id]
         occupied = {k: max(mine.get(k, 0.0), reported.get(k, 0.0))
                     for k in set(mine) | set(reported)}
-        snapshot.append(AgentSnapshot(AgentId(agent_id), slots_to_floats(agent.available_slots),
+        snapshot.append(AgentSnapshot(AgentId(agent_id), slot_floats(agent.available_slots),
                                       occupied, frozenset(names[agent_id]),
                                       agent.scaling_group or DEFAULT_GROUP))
     return snapshot, held

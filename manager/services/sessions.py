@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +31,10 @@ from common.errors import (
 from common.ids import AgentId, new_kernel_id
 from common.link import expect
 from common.msg_agent import CreateKernel, DestroyKernel, KernelCreated
-from common.status import LIVE_STATUSES, AgentStatus, SessionStatus
-from manager.config import ManagerConfig
+from common.slots import CPU, GPU, MEM, ResourceSlot, granted_slots
+from common.status import LIVE_STATUS_VALUES as LIVE
+from common.status import AgentStatus, SessionStatus
+from manager.config import ManagerConfig, SessionsConfig
 from manager.db.tables import agents, images, kernels, keypairs
 from manager.events import EventBus
 from manager.outage import translate
@@ -39,7 +42,7 @@ from manager.registry import AgentRegistry
 from manager.replica import split_owner, with_owner
 from manager.scheduler import AgentSnapshot, PlacementRequest, could_ever_fit, schedule
 from manager.services import policies
-from manager.services.images import SlotRequest, resolve_image, slots_to_floats
+from manager.services.images import resolve_image
 from manager.services.keypairs import KeypairInfo
 from manager.services.lifecycle import (
     ORPHANED,
@@ -53,7 +56,6 @@ from manager.vfolders.service import VFolderService
 
 log = logging.getLogger(__name__)
 
-LIVE = [s.value for s in LIVE_STATUSES]
 # a create that ends in one of these was destroyed by its owner while being created
 DESTROYED = frozenset({SessionStatus.TERMINATING, SessionStatus.TERMINATED,
                        SessionStatus.CANCELLED})
@@ -81,7 +83,7 @@ class CreateSpec:
 class _Pending:
     kernel_id: uuid.UUID
     image: str
-    slots: SlotRequest
+    slots: ResourceSlot
     group: str = policies.DEFAULT_GROUP
 
 
@@ -195,14 +197,11 @@ class SessionCreator:
         group = await policies.choose_group(conn, policy, spec.group)
         spec = await policies.with_preset(conn, spec, spec.preset)
         image, labels, capacities = await _find_image(conn, spec.lang, group)
-        sessions = self.config.sessions
-        wanted = SlotRequest(cpu=spec.cpu if spec.cpu is not None else sessions.default_cpu,
-                             mem=spec.mem if spec.mem is not None else sessions.default_mem_bytes,
-                             gpu=spec.gpu).capped(labels)
+        wanted = requested_slots(spec, labels, self.config.sessions)
         if not could_ever_fit(capacities, wanted.as_floats()):
             raise ResourceLimitExceeded(
-                f"cpu={wanted.cpu:g}, mem={wanted.mem} bytes, gpu={wanted.gpu:g} exceeds what "
-                "the largest agent holding this image can offer")
+                f"{wanted.to_wire()} exceeds what the largest agent holding this image "
+                "can offer")
         await policies.check_slots(conn, owner.access_key, policy, wanted.to_wire())
         kernel_id = new_kernel_id()
         event = await record_created(conn, {
@@ -329,6 +328,14 @@ def _reusable(name: str, status: str, info: str | None) -> None:
                                "reconnected; retry shortly")
 
 
+def requested_slots(spec: CreateSpec, labels: Mapping[str, Any],
+                    sessions: SessionsConfig) -> ResourceSlot:
+    """What a create asks for, sized by the one rule (common.slots.granted_slots)."""
+    asked = {k: v for k, v in ((CPU, spec.cpu), (MEM, spec.mem), (GPU, spec.gpu or None))
+             if v is not None}
+    return granted_slots(asked, labels, sessions.default_cpu, sessions.default_mem_bytes)
+
+
 async def _find_image(conn: AsyncConnection, lang: str, group: str
                       ) -> tuple[str, dict[str, Any], list[dict[str, float]]]:
     """(image, labels, capacities of ALIVE agents of ``group`` holding it).
@@ -352,7 +359,7 @@ async def _find_image(conn: AsyncConnection, lang: str, group: str
     if not alive:
         raise NoAgentAvailable(f"no reachable agent of agent group {group!r} holds {image}")
     return image, dict(matching[0].labels or {}), [
-        slots_to_floats(r.available_slots) for r in alive]
+        ResourceSlot.from_wire(r.available_slots).as_floats() for r in alive]
 
 
 def _stricter(db: dict[str, float], reported: dict[str, float]) -> dict[str, float]:
@@ -376,8 +383,9 @@ async def _snapshot(conn: AsyncConnection, image: str) -> list[AgentSnapshot]:
     occupied: dict[str, dict[str, float]] = {i: {} for i in ids}
     for row in used:
         acc = occupied[row.agent_id]
-        for key, value in slots_to_floats(row.slots).items():
+        for key, value in ResourceSlot.from_wire(row.slots).as_floats().items():
             acc[key] = acc.get(key, 0.0) + value
-    return [AgentSnapshot(AgentId(r.id), slots_to_floats(r.available_slots),
-                          _stricter(occupied[r.id], slots_to_floats(r.occupied_slots or {})),
+    return [AgentSnapshot(AgentId(r.id), ResourceSlot.from_wire(r.available_slots).as_floats(),
+                          _stricter(occupied[r.id],
+                                    ResourceSlot.from_wire(r.occupied_slots).as_floats()),
                           frozenset({image}), r.scaling_group) for r in agent_rows]

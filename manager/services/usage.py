@@ -21,11 +21,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.slots import slot_floats
 from common.status import FINAL_STATUSES
 from manager.db.tables import kernel_events as ev
 from manager.db.tables import kernels as k
 from manager.replica import public_info
-from manager.services.images import slots_to_floats
 
 MAX_LIMIT = 1000
 PLACED = ("SCHEDULED", "PREPARING", "RUNNING")
@@ -86,7 +86,7 @@ def _stat(row: Any, key: str) -> int:
 
 def _record(row: Any) -> dict[str, Any]:
     seconds = float(row.seconds or 0)
-    slots = slots_to_floats(row.slots)
+    slots = slot_floats(row.slots)
     return {
         "session_id": str(row.id), "session_name": row.session_name,
         "access_key": row.access_key, "agent_id": row.agent_id, "image": row.image,

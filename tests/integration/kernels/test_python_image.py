@@ -83,3 +83,12 @@ def test_the_session_uid_has_a_name_and_the_home(python_image: str) -> None:
                  "sh", "-c", "whoami && id -gn && echo ~ && python3 -c 'import getpass, os; "
                  "print(getpass.getuser(), os.path.expanduser(\"~\"))'")
     assert out.split() == ["work", "work", "/home/work", "work", "/home/work"]
+
+
+def test_python_and_python3_both_run(python_image: str) -> None:
+    """``python main.py`` works as well as ``python3 main.py``, as the jailed session uid."""
+    out = docker("run", "--rm", "--user", f"{KERNEL_UID}:{KERNEL_GID}", python_image,
+                 "sh", "-c", "python -c 'import sys; print(sys.version_info[0])' && "
+                 "python3 -c 'import sys; print(sys.version_info[0])' && "
+                 "echo 'print(6 * 7)' > /tmp/main.py && python /tmp/main.py")
+    assert out.split() == ["3", "3", "42"]

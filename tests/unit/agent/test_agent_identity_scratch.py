@@ -10,10 +10,11 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.identity import check_session_ids
-from agent.spec import SpecContext, build_container_config, granted_slots, scratch_size
+from agent.spec import SpecContext, build_container_config, scratch_size
 from common.config import ConfigError
-from common.errors import KernelCreationFailed
+from common.errors import InvalidImageLabel
 from common.msg_agent import CreateKernel
+from common.slots import granted_slots
 from jail.policy import KERNEL_GID, KERNEL_UID
 
 FREE = KERNEL_UID
@@ -69,7 +70,7 @@ def test_scratch_size_comes_from_the_label_capped_by_the_maximum() -> None:
     assert scratch_size({"kraken.scratch.size": "4g"}, 1 << 30, 8 << 30) == 4 << 30
     assert scratch_size({"kraken.scratch.size": "64g"}, 1 << 30, 8 << 30) == 8 << 30
     for bad in ("lots", "0", "-1g"):
-        with pytest.raises(KernelCreationFailed, match="kraken.scratch.size"):
+        with pytest.raises(InvalidImageLabel, match="kraken.scratch.size"):
             scratch_size({"kraken.scratch.size": bad}, 1 << 30, 8 << 30)
 
 

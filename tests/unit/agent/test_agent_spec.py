@@ -9,10 +9,11 @@ import pytest
 
 from agent.config import AgentConfig, load_agent_config
 from agent.resources import FakeGpuProvider, GpuDevice, ResourcePool, device_requests
-from agent.spec import SpecContext, build_container_config, granted_slots
+from agent.spec import SpecContext, build_container_config
 from common.config import ConfigError
 from common.errors import InvalidAPIParameters, NoAgentAvailable
 from common.msg_agent import CreateKernel
+from common.slots import granted_slots
 from jail.policy import KERNEL_GID, KERNEL_UID
 
 KID = "5b0b8e4e-8c0a-4a4c-9d0e-0c6d7d5d3a11"
@@ -102,7 +103,7 @@ def _gpu_pool() -> ResourcePool:
 
 def test_gpu_allocation_gives_distinct_devices_and_device_requests() -> None:
     pool = _gpu_pool()
-    assert pool.capacity.to_wire()["cuda.device"] == "2"
+    assert pool.capacity.to_wire()["cuda.shares"] == "2"
     a = pool.allocate("k1", {"cpu": Decimal(1), "mem": Decimal(1 << 30), "cuda.device": Decimal(1)})
     b = pool.allocate("k2", {"cpu": Decimal(1), "mem": Decimal(1 << 30), "cuda.device": Decimal(1)})
     assert {a.gpu_ids, b.gpu_ids} == {("GPU-a",), ("GPU-b",)}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from manager.services.images import SlotRequest, memory_bytes, resolve_image
+from manager.services.images import memory_bytes, resolve_image
 
 IMAGES = ["kraken/python:latest", "kraken/python:3.11", "kraken/r:4.2",
           "localhost:5000/lab/julia:1.9"]
@@ -30,11 +30,3 @@ def test_resolve_image(lang: str, expected: str | None) -> None:
 ])
 def test_instance_memory_units(value: float, expected: int) -> None:
     assert memory_bytes(value) == expected
-
-
-def test_labels_cap_the_request() -> None:
-    req = SlotRequest(cpu=8, mem=8 * 2**30)
-    capped = req.capped({"ai.backend.maxcores": "2", "ai.backend.maxmem": "1g"})
-    assert (capped.cpu, capped.mem) == (2, 2**30)
-    assert req.capped({}).to_wire() == {"cpu": "8", "mem": str(8 * 2**30)}
-    assert req.capped({"ai.backend.maxmem": "junk"}).mem == 8 * 2**30
