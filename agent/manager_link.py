@@ -166,8 +166,11 @@ class ManagerSession:
 
     async def _heartbeat_until_rejoin(self, interval: float) -> None:
         while not self._rejoin.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._rejoin.wait(), max(interval, 0.05))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+            # cancellation that lands as the awaited thing completes, and close() hangs
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(interval, 0.05)):
+                    await self._rejoin.wait()
                 return
             beat, images = await self._agent.heartbeat_message()
             if images != self._sent_images:

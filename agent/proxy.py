@@ -76,9 +76,9 @@ async def open_service(runner: RunnerClient, service: ServicePort, timeout: floa
     next_probe = loop.time() + PROBE_INTERVAL
     while error is None:
         try:
-            return await asyncio.wait_for(
-                asyncio.open_connection(runner.host, service.port, limit=PROXY_READ_BYTES),
-                max(deadline - loop.time(), CONNECT_RETRY))
+            async with asyncio.timeout(max(deadline - loop.time(), CONNECT_RETRY)):
+                return await asyncio.open_connection(runner.host, service.port,
+                                                     limit=PROXY_READ_BYTES)
         except (OSError, TimeoutError) as e:
             last = e
         if loop.time() >= deadline:
@@ -162,6 +162,7 @@ class ProxyHandler:
     async def _close_socket(self) -> None:
         self._writer.close()
         try:
-            await asyncio.wait_for(self._writer.wait_closed(), CLOSE_GRACE)
+            async with asyncio.timeout(CLOSE_GRACE):
+                await self._writer.wait_closed()
         except (OSError, TimeoutError):
             self._writer.transport.abort()

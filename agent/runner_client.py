@@ -98,7 +98,8 @@ class RunnerClient:
             await self._push.send(frame, zmq.NOBLOCK)
         except zmq.Again:
             try:
-                await asyncio.wait_for(self._push.send(frame), SEND_TIMEOUT)
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    await self._push.send(frame)
             except TimeoutError:
                 raise KernelExecutionFailed(f"the runner at {self.host} is unreachable") from None
 
@@ -168,7 +169,8 @@ class RunnerClient:
             self._status_waiting.add(corr_id)
         try:
             await self._control.send(RUNNER_PROTOCOL.encode(msg, corr_id))
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                return await fut
         except TimeoutError:
             raise AgentTimeout(f"runner did not answer {msg.msg_type}") from None
         finally:
@@ -223,7 +225,8 @@ class RunnerClient:
         self._completions[req_id] = fut
         try:
             await self.send(Complete(req_id=req_id, code=code, options=options))
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                return await fut
         except TimeoutError:
             return []
         finally:

@@ -130,7 +130,10 @@ class _LinkBase:
     async def _await_reply(self, corr_id: int, fut: asyncio.Future[Message],
                            timeout: float) -> Message:
         try:
-            return await asyncio.wait_for(fut, timeout)
+            # not wait_for: on Python 3.11 it swallows a cancellation that lands as the
+            # reply arrives, and the cancelled caller (a closing agent) runs on forever
+            async with asyncio.timeout(timeout):
+                return await fut
         except TimeoutError:
             raise AgentTimeout(f"no reply within {timeout:.1f}s") from None
         finally:

@@ -134,7 +134,8 @@ class Relay:
             while self.closed is None and self._credit < len(chunk):
                 self._credit_changed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._credit_changed.wait(), STALL_CHECK)
+                    async with asyncio.timeout(STALL_CHECK):
+                        await self._credit_changed.wait()
                 if gone():
                     await self.close("the client went away")
             if self.closed is not None:
