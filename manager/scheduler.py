@@ -21,6 +21,12 @@ from common.ids import AgentId
 _EPS = 1e-9
 
 
+def stricter(held: Mapping[str, float], reported: Mapping[str, float]) -> dict[str, float]:
+    """An agent's occupancy per slot: the larger of what its live sessions hold (the
+    database) and what it last reported, so a leak never invites an over-placement."""
+    return {k: max(held.get(k, 0.0), reported.get(k, 0.0)) for k in set(held) | set(reported)}
+
+
 @dataclass(frozen=True, slots=True)
 class AgentSnapshot:
     """What the scheduler knows of one ALIVE agent."""

@@ -19,7 +19,7 @@ from manager.registry import AgentRegistry
 from manager.scheduler import AgentSnapshot, PlacementRequest
 from manager.scheduler_explain import Verdict, explain
 from manager.services import policies
-from manager.services.sessions import CreateSpec, _find_image, _snapshot, requested_slots
+from manager.services.sessions import CreateSpec, agents_holding, find_image, requested_slots
 
 LIVE = [s.value for s in LIVE_STATUSES]
 
@@ -66,9 +66,9 @@ async def choose_host(engine: AsyncEngine, registry: AgentRegistry, config: Mana
     sessions = config.sessions
     async with engine.connect() as conn:
         group = spec.group or policies.DEFAULT_GROUP
-        image, labels, _ = await _find_image(conn, spec.lang, group)
+        image, labels, _ = await find_image(conn, spec.lang, group)
         wanted = requested_slots(spec, labels, sessions)
-        holders = {a.agent_id: a for a in await _snapshot(conn, image)}
+        holders = {a.agent_id: a for a in await agents_holding(conn, image)}
         rows = (await conn.execute(sa.select(agents.c.id, agents.c.status,
                                              agents.c.available_slots, agents.c.scaling_group)
                                    .order_by(agents.c.id))).all()

@@ -48,7 +48,7 @@ from manager.events import EventBus
 from manager.outage import translate
 from manager.queueplan import Policy, QueuedSession, plan
 from manager.replica import split_owner
-from manager.scheduler import AgentSnapshot, PlacementRequest
+from manager.scheduler import AgentSnapshot, PlacementRequest, stricter
 from manager.services.lifecycle import ORPHANED, Transition, transition, transition_many
 
 log = logging.getLogger(__name__)
@@ -364,8 +364,7 @@ async def cluster_snapshot(conn: AsyncConnection, is_connected: Callable[[str], 
     for agent_id, agent in reachable.items():
         reported = slot_floats(agent.occupied_slots or {})
         mine = held_by_agent[agent_id]
-        occupied = {k: max(mine.get(k, 0.0), reported.get(k, 0.0))
-                    for k in set(mine) | set(reported)}
+        occupied = stricter(mine, reported)
         snapshot.append(AgentSnapshot(AgentId(agent_id), slot_floats(agent.available_slots),
                                       occupied, frozenset(names[agent_id]),
                                       agent.scaling_group or DEFAULT_GROUP))

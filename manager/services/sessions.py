@@ -40,7 +40,13 @@ from manager.events import EventBus
 from manager.outage import translate
 from manager.registry import AgentRegistry
 from manager.replica import split_owner, with_owner
-from manager.scheduler import AgentSnapshot, PlacementRequest, could_ever_fit, schedule
+from manager.scheduler import (
+    AgentSnapshot,
+    PlacementRequest,
+    could_ever_fit,
+    schedule,
+    stricter,
+)
 from manager.services import policies
 from manager.services.images import resolve_image
 from manager.services.keypairs import KeypairInfo
@@ -196,7 +202,7 @@ class SessionCreator:
         policy = await policies.policy_for(conn, owner.access_key)
         group = await policies.choose_group(conn, policy, spec.group)
         spec = await policies.with_preset(conn, spec, spec.preset)
-        image, labels, capacities = await _find_image(conn, spec.lang, group)
+        image, labels, capacities = await find_image(conn, spec.lang, group)
         wanted = requested_slots(spec, labels, self.config.sessions)
         if not could_ever_fit(capacities, wanted.as_floats()):
             raise ResourceLimitExceeded(
@@ -219,7 +225,7 @@ class SessionCreator:
             await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PLACEMENT_LOCK)))
             chosen = None
             if not spec.enqueue_only and not await queue_not_empty(conn, pending.group):
-                snapshot = await _snapshot(conn, pending.image)
+                snapshot = await agents_holding(conn, pending.image)
                 connected = [a for a in snapshot if self._registry.is_connected(a.agent_id)
                              and a.group == pending.group]
                 chosen = schedule(connected, PlacementRequest(
@@ -336,7 +342,7 @@ def requested_slots(spec: CreateSpec, labels: Mapping[str, Any],
     return granted_slots(asked, labels, sessions.default_cpu, sessions.default_mem_bytes)
 
 
-async def _find_image(conn: AsyncConnection, lang: str, group: str
+async def find_image(conn: AsyncConnection, lang: str, group: str
                       ) -> tuple[str, dict[str, Any], list[dict[str, float]]]:
     """(image, labels, capacities of ALIVE agents of ``group`` holding it).
 
@@ -362,12 +368,7 @@ async def _find_image(conn: AsyncConnection, lang: str, group: str
         ResourceSlot.from_wire(r.available_slots).as_floats() for r in alive]
 
 
-def _stricter(db: dict[str, float], reported: dict[str, float]) -> dict[str, float]:
-    """Per slot, the larger of what live sessions hold and what the agent reports."""
-    return {k: max(db.get(k, 0.0), reported.get(k, 0.0)) for k in set(db) | set(reported)}
-
-
-async def _snapshot(conn: AsyncConnection, image: str) -> list[AgentSnapshot]:
+async def agents_holding(conn: AsyncConnection, image: str) -> list[AgentSnapshot]:
     """ALIVE agents holding ``image``; occupancy is the stricter of the sum over live
     sessions and what the agent last reported, so a leak never invites a refusal."""
     agent_rows = (await conn.execute(
@@ -386,6 +387,6 @@ async def _snapshot(conn: AsyncConnection, image: str) -> list[AgentSnapshot]:
         for key, value in ResourceSlot.from_wire(row.slots).as_floats().items():
             acc[key] = acc.get(key, 0.0) + value
     return [AgentSnapshot(AgentId(r.id), ResourceSlot.from_wire(r.available_slots).as_floats(),
-                          _stricter(occupied[r.id],
+                          stricter(occupied[r.id],
                                     ResourceSlot.from_wire(r.occupied_slots).as_floats()),
                           frozenset({image}), r.scaling_group) for r in agent_rows]
