@@ -98,6 +98,7 @@ def test_without_nvml_there_are_no_figures(monkeypatch: pytest.MonkeyPatch) -> N
     assert NvmlGpuProvider().usage(["GPU-0"]) == {} and NvmlGpuProvider().devices() == []
 
 
+@pytest.mark.gpu
 def test_real_nvml_when_the_host_has_a_gpu() -> None:
     """Runs only where NVML answers (a GPU host); elsewhere it is skipped."""
     pynvml = pytest.importorskip("pynvml")
