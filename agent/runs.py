@@ -42,6 +42,7 @@ from common.msg_runner import (
     WaitingInput,
 )
 from common.streams import EXECUTE_LOG_LINGER
+from common.tasks import spawn_into
 
 log = logging.getLogger(__name__)
 
@@ -411,14 +412,7 @@ class KernelRuns:
             self._finish(run, -1, f"\n[kraken: {note}]\n")
 
     def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("run bookkeeping task failed: %s", task.exception())
+        spawn_into(self._tasks, coro, log, "run bookkeeping task")
 
     async def close(self) -> None:
         """The kernel is gone: cancel bookkeeping and free every run's state.

@@ -69,6 +69,7 @@ from common.msg_agent import (
     UploadFiles,
 )
 from common.slots import CPU
+from common.tasks import spawn_into
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +185,7 @@ class Agent:
         log.warning("the Docker event stream ended")
 
     def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._reaped)
-
-    def _reaped(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("agent task failed", exc_info=task.exception())
+        spawn_into(self._tasks, coro, log, "agent task")
 
     # ---- toward the managers ------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from common.msg_agent import (
     StreamStarted,
 )
 from common.streams import WINDOW_BYTES, cost
+from common.tasks import spawn_into
 
 if TYPE_CHECKING:
     from agent.kernels import Kernel, KernelRegistry
@@ -339,9 +340,7 @@ class StreamTable:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn_into(self._tasks, coro)
 
 
 async def _notify(stream: Stream, reason: str) -> None:

@@ -29,6 +29,7 @@ from agent.streams import StreamClosed, StreamSink
 from common.errors import InvalidAPIParameters, KrakenError, RateLimitExceeded
 from common.msg_runner import Message, PtyClose, PtyClosed, PtyInput, PtyOpen, PtyOutput, PtyResize
 from common.streams import DEFAULT_TERM, PROXY_READ_BYTES, PTY_PENDING_BYTES, PTY_SCROLLBACK_BYTES
+from common.tasks import spawn_into
 
 if TYPE_CHECKING:
     from agent.kernels import Kernel
@@ -253,14 +254,7 @@ class Terminals:
             await client.stop()
 
     def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("terminal task failed: %s", task.exception())
+        spawn_into(self._tasks, coro, log, "terminal task")
 
     async def close(self) -> None:
         """The kernel is gone or restarts: forget every terminal (the container's shells

@@ -24,6 +24,7 @@ import zmq.asyncio
 from common.codec import Message, Protocol, WireFormatError
 from common.errors import AgentTimeout, PayloadTooLarge, ProtocolError, ServiceUnavailable
 from common.limits import MAX_MESSAGE_BYTES
+from common.tasks import spawn_into
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,7 @@ class _LinkBase:
         self._recv_task: asyncio.Task[None] | None = None
 
     def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn_into(self._tasks, coro)
 
     async def close(self) -> None:
         if self._recv_task is not None:

@@ -45,6 +45,7 @@ from common.msg_agent import (
     Rejoin,
 )
 from common.slots import slot_floats
+from common.tasks import spawn_into
 from manager import agent_rows
 from manager.agent_sync import apply_marks, limits_from, load_views, uuids
 from manager.config import LinkConfig, ReconcileConfig
@@ -168,9 +169,7 @@ class AgentRegistry:
         await self.lease.close()
 
     def spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn_into(self._tasks, coro)
 
     # ---- what this replica hears -----------------------------------------------------
 

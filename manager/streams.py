@@ -33,6 +33,7 @@ from common.msg_agent import (
     StreamStarted,
 )
 from common.streams import SERVICE_START_TIMEOUT, WINDOW_BYTES, cost
+from common.tasks import spawn_into
 from manager.registry import AgentRegistry
 from manager.replica import public_info
 
@@ -277,9 +278,7 @@ class StreamHub:
                 del self._watchers[kernel_id]
 
     def spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn_into(self._tasks, coro)
 
     async def close(self) -> None:
         """Shutdown: every stream ends with a reason, every events socket is told to
