@@ -40,8 +40,10 @@ async def test_fractional_gpu_shares_are_admitted_by_their_sum(harness: Any) -> 
     status, body = await harness.create("gpu-1", instanceGPUs=0.5)
     assert status == 201, body
     assert (await harness.create("gpu-2", instanceGPUs=0.5))[0] == 201
-    status, body = await harness.create("gpu-3", instanceGPUs=0.5)
-    assert status == 503 and body["type"].endswith("no-agent-available")
+    status, body = await harness.call("POST", "/kernel/create", {  # the device is full
+        "lang": "python", "clientSessionToken": "gpu-3", "config": {"instanceGPUs": 0.5},
+        "maxWaitSeconds": 0.2})
+    assert status == 503 and body["type"].endswith("session-queue-timeout"), body
     assert [m.slots["cuda.shares"] for m in agent.created] == ["0.5", "0.5"]
     status, body = await harness.create("gpu-4", instanceGPUs=1.5)
     assert status == 400 and "cuda.shares" in body["detail"]
