@@ -17,7 +17,8 @@ pytestmark = pytest.mark.e2e
 class OneCoreCluster(Cluster):
     """An agent that offers one core: one default session fills it."""
 
-    agent_sections = "[resources]\nreserved_cpu = 1"  # this host has 2 cores
+    # this host has 2 cores: one reserved, no CPU overcommit
+    agent_sections = "[resources]\nreserved_cpu = 1\ncpu_overcommit = 1"
     manager_sections = "[sessions]\ndefault_cpu = 1\n[scheduler]\nmax_wait = 120"
 
 
