@@ -22,6 +22,8 @@ from pathlib import Path
 
 import asyncpg
 
+from tests.scratch_mounts import unmount_scratch
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -256,7 +258,8 @@ level = "INFO"
         if left:
             subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
         await self._drop_db()
-        for name in self.agent_ids:
+        for name in self.agent_ids:  # a stopped agent leaves its sessions' scratch mounted
+            unmount_scratch(self.workdir / self._scratch(name))
             shutil.rmtree(self.workdir / self._scratch(name), ignore_errors=True)
 
     # ---- the official client ----------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import subprocess
 import uuid
@@ -39,6 +38,7 @@ from common.msg_agent import (
     StreamEvent,
 )
 from common.streams import cost
+from tests.scratch_mounts import unmount_scratch
 
 IMAGE = "kraken/python:latest"
 TOKEN = "test-join-token"
@@ -185,14 +185,6 @@ async def remove_containers(agent_id: str) -> None:
         for c in rows:
             with contextlib.suppress(aiodocker.DockerError):
                 await c.delete(force=True)
-
-
-def unmount_scratch(root: Path) -> None:
-    """Unmount whatever a failed test left mounted under ``root`` (autoclear frees the loops)."""
-    if root.is_dir():
-        for entry in root.iterdir():
-            if os.path.ismount(entry):
-                subprocess.run(["umount", "-l", str(entry)], capture_output=True, check=False)
 
 
 def loop_devices(image: Path) -> list[str]:

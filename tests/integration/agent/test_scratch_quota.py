@@ -22,8 +22,8 @@ from tests.integration.agent.harness import (
     AgentHarness,
     FakeManager,
     loop_devices,
-    unmount_scratch,
 )
+from tests.scratch_mounts import unmount_scratch
 
 pytestmark = pytest.mark.integration
 LIMIT = "64m"
