@@ -202,3 +202,59 @@ keypair_resource_policies = sa.Table(
     sa.Column("allowed_groups", JSONB, nullable=False, server_default='["default"]'),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )
+
+# ---- the generation product (manager/atlas, seeds 000 and 001; migration 0008) ----------
+
+atlas_accounts = sa.Table(
+    "atlas_accounts", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),  # stored lower-cased
+    sa.Column("nickname", sa.String(64), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=True),  # argon2id; NULL: social login only
+    sa.Column("email_verified_at", sa.DateTime(timezone=True), nullable=True),
+    # each account owns one keypair: its sessions, its `atlas` folder, HMAC access to jobs
+    sa.Column("access_key", sa.String(64),
+              sa.ForeignKey("keypairs.access_key", ondelete="RESTRICT"), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.UniqueConstraint("email", name="uq_atlas_accounts_email"),
+    sa.UniqueConstraint("access_key", name="uq_atlas_accounts_access_key"),
+)
+
+atlas_sign_ins = sa.Table(  # one per sign-in: refresh tokens name it, sign-out revokes it
+    "atlas_sign_ins", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("account_id", UUID(as_uuid=True),
+              sa.ForeignKey("atlas_accounts.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+atlas_jobs = sa.Table(
+    "atlas_jobs", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),  # the requestId / jobId
+    sa.Column("account_id", UUID(as_uuid=True),
+              sa.ForeignKey("atlas_accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("model", sa.String(64), nullable=False),  # catalogue name
+    sa.Column("item_name", sa.String(256), nullable=False),
+    sa.Column("params", JSONB, nullable=False, server_default="{}"),  # epoch, resize, …
+    sa.Column("client_id", sa.String(128), nullable=True),  # seed 001 progress channel
+    sa.Column("status", sa.String(16), nullable=False, server_default="PROGRESS"),
+    sa.Column("stage", sa.String(32), nullable=True),
+    sa.Column("percent", sa.Float, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("session_name", sa.String(64), nullable=True),  # the compute session running it
+    sa.Column("outputs", JSONB, nullable=False, server_default="{}"),  # code → file name
+    sa.Column("metrics", JSONB, nullable=False, server_default="{}"),
+    # the replica driving it and until when (another takes over after that)
+    sa.Column("driver", sa.String(128), nullable=True),
+    sa.Column("driver_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("interrupt_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("status IN ('PROGRESS', 'OK', 'NG')", name="ck_atlas_jobs_status"),
+    sa.Index("ix_atlas_jobs_owner_model_created", "account_id", "model", "created_at", "id"),
+    sa.Index("ix_atlas_jobs_client", "client_id"),
+)
