@@ -38,9 +38,10 @@ class Mailer:
                 timeout=smtp.timeout)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
             # the reason only: never the message, never the credentials
-            log.warning("cannot send mail through %s:%d: %s", smtp.host, smtp.port,
-                        type(e).__name__)
-            raise EmailDeliveryFailed("the mail could not be sent; try again later") from None
+            log.warning("cannot send mail through %s:%d: %s: %s", smtp.host, smtp.port,
+                        type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+            raise EmailDeliveryFailed("Email external module error: the mail could not be "
+                                      "sent; try again later") from None
 
     def confirmation_link(self, account: uuid.UUID, email: str, token: str) -> str:
         query = urlencode({"email": email, "userId": str(account), "token": token})
