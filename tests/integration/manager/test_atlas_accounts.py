@@ -22,10 +22,12 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from argon2 import PasswordHasher
 
+from common.errors import AuthenticationFailed
 from manager.api.keys import KEYPAIRS
 from manager.atlas import tokens
 from manager.atlas.account import Account
 from manager.atlas.accounts import ACCOUNTS
+from manager.atlas.identity import account_from_token
 from manager.atlas.mail import Mailer
 from manager.atlas.passwords import Passwords
 from manager.atlas.tokens import ACCESS
@@ -429,3 +431,24 @@ async def test_smtp_down_answers_500_and_leaves_nothing(
                    pair["refreshToken"]):
         assert secret not in logged
     assert "token=" not in logged and "temporary password is" not in logged
+
+
+async def test_account_from_token_for_websockets(h: Harness, inbox: tuple[Inbox, int]) -> None:
+    address = _address()
+    await _sign_up(h, inbox[0], address)
+    pair = await _sign_in(h, address)
+    for token in (pair["accessToken"], f"Bearer {pair['accessToken']}"):
+        assert (await account_from_token(h.app, token)).email == address
+    for bad in (pair["refreshToken"], "", "Bearer", "x.y.z"):
+        with pytest.raises(AuthenticationFailed):
+            await account_from_token(h.app, bad)
+    await _req(h, "POST", "/atlas/auth/sign-out", token=pair["accessToken"])
+    with pytest.raises(AuthenticationFailed):
+        await account_from_token(h.app, pair["accessToken"])
+
+
+async def test_without_a_token_key_atlas_answers_503(harness: Harness) -> None:
+    status, body = await _req(harness, "GET", "/atlas/me", token="x")
+    _problem(status, body, 503)
+    assert "atlas.token_key_file" in body["message"]
+    assert (await harness.call("GET", "/"))[0] == 200  # the rest of the manager runs
