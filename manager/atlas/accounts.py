@@ -209,7 +209,9 @@ class AccountService:
             raise AuthenticationFailed("wrong email or password")
         if self._throttle is not None:
             await self._throttle.succeeded(throttle_key, ip)
-        if self._config.require_verified_email and row.email_verified_at is None:
+        # a temporary password came by mail: using it proves the address too
+        if self._config.require_verified_email and row.email_verified_at is None and \
+                not used_temporary:
             raise EmailNotVerified("confirm your email address first (the link in the mail; "
                                    "POST auth/confirmation-emails/resend sends another)")
         sign_in = uuid.uuid4()
@@ -218,7 +220,8 @@ class AccountService:
             changes: dict[str, Any] = {}
             if used_temporary:  # the temporary password becomes the password
                 changes = {"password_hash": row.temp_password_hash, "temp_password_hash": None,
-                           "temp_password_expires_at": None}
+                           "temp_password_expires_at": None, "email_verified_at": sa.func.coalesce(
+                               atlas_accounts.c.email_verified_at, sa.func.now())}
             elif rehash is not None:
                 changes = {"password_hash": rehash}
             if changes:

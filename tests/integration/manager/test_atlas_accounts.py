@@ -282,6 +282,14 @@ async def test_reset_password_mails_a_temporary_password(
     _problem(*await _req(h, "POST", "/atlas/auth/sign-in",
                          {"id": address, "password": PASSWORD}), 401)
     await _sign_in(h, address, temporary)
+    # an unconfirmed account: the mailed temporary password proves the address as well
+    unconfirmed = _address()
+    await _sign_up(h, inbox[0], unconfirmed, confirm=False)
+    assert (await _req(h, "POST", "/atlas/auth/reset-password", {"email": unconfirmed}))[0] == 201
+    body = (await inbox[0].wait(unconfirmed, 2)).get_payload(decode=True)
+    assert isinstance(body, bytes)
+    await _sign_in(h, unconfirmed, body.decode().split("temporary password is:")[1].split()[0])
+    await _sign_in(h, unconfirmed, body.decode().split("temporary password is:")[1].split()[0])
 
 
 async def test_change_password_keeps_only_the_callers_sign_in(
