@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from kernels.models import frames, jobfiles, sfm, synthetic
+from kernels.models.run import ModelSpec
+from kernels.models.views import Views
 
 VIDEO_VIEWS = 48
 SFM_FRAMES = 40
@@ -105,6 +107,118 @@ def check_sfm(tmp: Path) -> None:
     radius = np.linalg.norm(views.camera_centers(), axis=1)
     assert 1.0 < np.median(radius) < 4.0, radius
     assert views.size == (120, 160) and views.intrinsics[0, 0, 2] < 90
+
+
+FAKE = ModelSpec("kernels.models.selftest_front", frames=24, cpu_long_side=96,
+                 gpu_long_side=96, function="fake_model")
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+LAUNCH = ("import sys; from kernels.models import run, selftest_front as t; "
+          "sys.exit(run.run_job(sys.argv[1], {'fake': t.FAKE}))")
+
+
+def fake_model(views: Views, epoch: int, out_dir: Path, report: Callable[..., None],
+               log: Callable[[str], None]) -> dict[str, object]:
+    """A model that trains nothing: it reports, writes its two files and returns."""
+    from PIL import Image
+    for step in range(epoch):
+        report(100.0 * (step + 1) / epoch, f"step {step + 1} of {epoch}")
+    log(f"fake model: {len(views)} views of {views.size}, {len(views.points)} points")
+    (out_dir / "points.txt").write_text(f"{len(views.points)}\n")
+    Image.fromarray((views.images[0] * 255).astype(np.uint8)).save(out_dir / "thumbnail.png")
+    report(100, "exported", "export")
+    return {"outputs": {"1": "points.txt"}, "thumbnail": "thumbnail.png",
+            "metrics": {"psnr": 30.0}}
+
+
+def make_job(tmp: Path, name: str, model: str, video: Path | None, epoch: int = 2) -> Path:
+    job = tmp / "jobs" / name
+    (job / "input").mkdir(parents=True)
+    target = job / "input" / "clip.mp4"
+    if video is not None:
+        target.write_bytes(video.read_bytes())
+    (job / "request.json").write_text(json.dumps({
+        "requestId": name, "model": model, "itemName": "chair", "epoch": epoch,
+        "resize": False, "input": "input/clip.mp4"}))
+    return job
+
+
+def launch(job: Path, fake: bool, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    args = ["-c", LAUNCH] if fake else ["-m", "kernels.models.run"]
+    return subprocess.Popen([sys.executable, *args, str(job)], cwd=PACKAGE_ROOT,
+                            env={**os.environ, "KRAKEN_ATLAS_THREADS": "2", **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finished(job: Path, proc: subprocess.Popen[str], timeout: float) -> tuple[int, str,
+                                                                               jobfiles.Result]:
+    out, _ = proc.communicate(timeout=timeout)
+    result = jobfiles.parse_result((job / "result.json").read_text())
+    assert not (job / "result.json.tmp").exists()
+    return proc.returncode, out, result
+
+
+@check
+def check_run(tmp: Path) -> None:
+    job = make_job(tmp, "ok", "fake", synthetic_video(tmp), epoch=3)
+    code, out, result = finished(job, launch(job, fake=True), 600)
+    assert code == 0 and result.ok, (code, result, out[-2000:])
+    assert result.outputs == {"1": "points.txt"} and result.thumbnail == "thumbnail.png"
+    assert (job / "outputs" / "thumbnail.png").stat().st_size > 0
+    assert result.metrics["psnr"] == 30.0 and result.metrics["frames"] >= 22, result
+    lines = [jobfiles.parse_progress_line(line)
+             for line in (job / "progress.jsonl").read_text().splitlines()]
+    percents = [p.percent for p in lines]
+    assert percents == sorted(percents) and percents[-1] == 100, percents
+    assert {"frames", "sfm", "train", "export"} <= {p.stage for p in lines}, lines
+    assert out.count(jobfiles.PROGRESS_PREFIX) == len(lines), out[-2000:]
+    log = (job / "log.txt").read_text()
+    assert "sfm: registered" in log and "fake model" in log, log[-2000:]
+    print(f"run: OK in {result.metrics['seconds']} s, {len(lines)} progress lines")
+
+
+@check
+def check_run_refusals(tmp: Path) -> None:
+    text = tmp / "notes.txt"
+    text.write_text("not a video\n")
+    job = make_job(tmp, "text", "gaussian-splatting", text)
+    code, _, result = finished(job, launch(job, fake=False), 60)
+    assert code == 1 and result.error and "not a video" in result.error, result
+    job = make_job(tmp, "epoch", "gaussian-splatting", text, epoch=0)
+    code, _, result = finished(job, launch(job, fake=False), 60)
+    assert code == 1 and result.error and "epoch" in result.error, result
+    job = make_job(tmp, "link", "gaussian-splatting", text)
+    outside = tmp / "outside.json"
+    (job / "request.json").rename(outside)
+    (job / "request.json").symlink_to(outside)
+    code, _, result = finished(job, launch(job, fake=False), 60)
+    assert code == 1 and result.error and "request.json" in result.error, result
+    job = make_job(tmp, "videolink", "gaussian-splatting", None)
+    (job / "input" / "clip.mp4").symlink_to(synthetic_video(tmp))
+    code, _, result = finished(job, launch(job, fake=False), 60)
+    assert code == 1 and result.error and "cannot open the input" in result.error, result
+
+
+@check
+def check_run_interrupt(tmp: Path) -> None:
+    job = make_job(tmp, "stop", "fake", synthetic_video(tmp))
+    scratch = tmp / "scratch"
+    scratch.mkdir()
+    proc = launch(job, fake=True, env={"TMPDIR": str(scratch)})
+    deadline = time.monotonic() + 120
+    while '"stage":"sfm"' not in _text(job / "progress.jsonl"):
+        assert time.monotonic() < deadline and proc.poll() is None, "no sfm progress"
+        time.sleep(0.2)
+    time.sleep(1.0)
+    tick = time.monotonic()
+    proc.terminate()
+    code, _, result = finished(job, proc, 30)
+    assert code == 1 and result.error == "interrupted", result
+    assert time.monotonic() - tick < 5, "slow to stop"
+    assert not list(scratch.iterdir()), list(scratch.iterdir())
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 def main(argv: list[str]) -> int:

@@ -57,12 +57,16 @@ def scaled_size(width: int, height: int, long_side: int) -> tuple[int, int]:
 
 
 def reconstruct(frames: np.ndarray, working_size: tuple[int, int], report: Report,
-                log: Callable[[str], None], threads: int = 1) -> Views:
+                log: Callable[[str], None], threads: int = 1,
+                scratch: Path | None = None) -> Views:
     """Pose ``frames`` (N, H, W, 3) float32 in video order; only registered frames come
-    back, in video order, resized to ``working_size`` = (width, height)."""
+    back, in video order, resized to ``working_size`` = (width, height). The work files
+    live in a temporary directory (under ``scratch`` when given), removed at the end."""
+    pycolmap.logging.logtostderr = True        # no glog files left in /tmp
+    pycolmap.logging.minloglevel = 1            # warnings and errors only
     n = len(frames)
     sfm_size = scaled_size(frames.shape[2], frames.shape[1], SFM_LONG_SIDE)
-    with tempfile.TemporaryDirectory(prefix="kraken-sfm-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="kraken-sfm-", dir=scratch) as tmp:
         image_dir, database = Path(tmp, "images"), Path(tmp, "database.db")
         image_dir.mkdir()
         names = [f"frame_{i:04d}.png" for i in range(n)]
