@@ -37,7 +37,7 @@ class VideoInfo:
         """(width, height) with the longest side at most ``long_side``, aspect kept.
         ``resize`` first scales the video to fit HD (up or down), as the seed's flag does;
         without it a small video is never scaled up."""
-        width, height = self.width, self.height
+        width, height = float(self.width), float(self.height)
         if resize:
             scale = min(HD[0] / max(width, height), HD[1] / min(width, height))
             width, height = width * scale, height * scale

@@ -195,9 +195,10 @@ def read_fixed(dir_fd: int, name: str, limit: int = MAX_JSON_BYTES) -> bytes:
         raise JobFileError(f"{name} is missing") from None
     except OSError as exc:
         raise JobFileError(f"cannot open {name}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise JobFileError(f"{name} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise JobFileError(f"{name} is not a regular file")
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise JobFileError(f"{name} is larger than {limit} bytes")

@@ -95,25 +95,26 @@ def _extract(database: Path, image_dir: Path, threads: int) -> None:
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "PINHOLE"
     pycolmap.extract_features(database, image_dir, camera_mode=pycolmap.CameraMode.SINGLE,
-                        reader_options=reader, extraction_options=options,
-                        device=pycolmap.Device.cpu)
+                              reader_options=reader, extraction_options=options,
+                              device=pycolmap.Device.cpu)
 
 
 def _match(database: Path, n: int, threads: int) -> None:
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = threads
     if n <= EXHAUSTIVE_MAX:
-        pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
+        pycolmap.match_exhaustive(database, matching_options=matching,
+                                  device=pycolmap.Device.cpu)
         return
     pairing = pycolmap.SequentialPairingOptions()
     pairing.overlap = SEQUENTIAL_OVERLAP
     pairing.loop_detection = False
     pycolmap.match_sequential(database, matching_options=matching, pairing_options=pairing,
-                        device=pycolmap.Device.cpu)
+                              device=pycolmap.Device.cpu)
 
 
-def _map(database: Path, image_dir: Path, out: Path, n: int,
-         threads: int, report: Report) -> pycolmap.Reconstruction:
+def _map(database: Path, image_dir: Path, out: Path, n: int, threads: int,
+         report: Report) -> pycolmap.Reconstruction:
     out.mkdir()
     options = pycolmap.IncrementalPipelineOptions()
     options.num_threads = threads
