@@ -66,9 +66,10 @@ def _fd_path(fd: int) -> str:
 
 def probe(fd: int, log: Callable[[str], None]) -> VideoInfo:
     """The first video stream of the open file ``fd``; VideoError "not a video" else."""
-    out = _run(["ffprobe", "-v", "error", "-select_streams", "v:0",
-                "-show_entries", "stream=codec_name,width,height,nb_frames,duration,"
-                "avg_frame_rate:format=duration,format_name", "-of", "json", _fd_path(fd)],
+    out = _run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets",
+                "-show_entries", "stream=codec_name,width,height,nb_frames,nb_read_packets,"
+                "duration,avg_frame_rate:stream_side_data=rotation:stream_tags=rotate"
+                ":format=duration,format_name", "-of", "json", _fd_path(fd)],
                PROBE_TIMEOUT_S, log, (fd,))
     data = json.loads(out or b"{}")
     streams = data.get("streams") or []
@@ -79,12 +80,26 @@ def probe(fd: int, log: Callable[[str], None]) -> VideoInfo:
     stream = streams[0]
     duration = _number(stream.get("duration")) or _number(fmt.get("duration"))
     rate = _rate(stream.get("avg_frame_rate"))
-    frames = int(_number(stream.get("nb_frames")) or round(duration * rate))
+    frames = int(_number(stream.get("nb_frames")) or _number(stream.get("nb_read_packets"))
+                 or round(duration * rate))
     if frames < MIN_FRAMES or duration <= 0:
         raise VideoError("not a video (a single image or an empty stream)")
-    return VideoInfo(width=int(stream["width"]), height=int(stream["height"]),
+    width, height = int(stream["width"]), int(stream["height"])
+    if _rotation(stream) % 180 == 90:      # ffmpeg turns the frames upright when decoding
+        width, height = height, width
+    return VideoInfo(width=width, height=height,
                      codec=str(stream.get("codec_name", "?")), duration=duration,
                      frames=frames)
+
+
+def _rotation(stream: dict[str, object]) -> int:
+    """Degrees a phone video is turned by (display matrix side data, or the old tag)."""
+    sides = stream.get("side_data_list")
+    for side in sides if isinstance(sides, list) else []:
+        if isinstance(side, dict) and "rotation" in side:
+            return round(_number(side["rotation"]))
+    tags = stream.get("tags")
+    return round(_number(tags.get("rotate"))) if isinstance(tags, dict) else 0
 
 
 def _number(value: object) -> float:

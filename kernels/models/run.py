@@ -14,6 +14,7 @@ following symlinks (the directory is in the owner's storage).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -192,7 +193,9 @@ class Job:
         try:
             model = load_model(spec, self.threads)
             tick = time.monotonic()
-            produced = model(views, request.epoch, Path(f"/proc/self/fd/{out_fd}"),
+            # the checked directory itself, also for the model's subprocesses
+            out_dir = Path(f"/proc/{os.getpid()}/fd/{out_fd}")
+            produced = model(views, request.epoch, out_dir,
                              self.reporter.stage("model", "train"), log)
             log(f"model: {time.monotonic() - tick:.1f} s")
             result = checked_outputs(out_fd, produced)
@@ -228,6 +231,18 @@ class Job:
         return views
 
 
+def kill_children() -> None:
+    """SIGKILL this process's children (an ffmpeg still decoding, a model's helper)."""
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
@@ -261,6 +276,7 @@ def run_job(job_dir: str, models: dict[str, ModelSpec] | None = None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_IGN)
         reporter.log(f"interrupted by {exc}")
+        kill_children()
         job.finish(jobfiles.Result.failed("interrupted"))
         shutil.rmtree(scratch, ignore_errors=True)
         sys.stdout.flush()
