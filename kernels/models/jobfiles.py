@@ -209,6 +209,8 @@ def write_atomic(dir_fd: int, name: str, data: str) -> None:
     """Write ``name`` so a reader sees the old file or the whole new one, never a part:
     ``name.tmp`` (never through a symlink), fsync, rename over ``name``, fsync the dir."""
     tmp = name + ".tmp"
+    with suppress(FileNotFoundError):       # a leftover, or a planted link: not followed
+        os.unlink(tmp, dir_fd=dir_fd)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o644, dir_fd=dir_fd)
     try:

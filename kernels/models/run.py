@@ -109,10 +109,8 @@ def open_input(dir_fd: int, request: jobfiles.Request) -> int:
 
 def fresh_outputs(dir_fd: int) -> int:
     """outputs/ as a real, emptied directory (a rerun's files and any planted link go)."""
-    try:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(jobfiles.OUTPUTS, 0o755, dir_fd=dir_fd)
-    except FileExistsError:
-        pass
     try:
         fd = jobfiles.open_dir(jobfiles.OUTPUTS, dir_fd)
     except OSError:
@@ -280,7 +278,8 @@ def run_job(job_dir: str, models: dict[str, ModelSpec] | None = None) -> int:
         job.finish(jobfiles.Result.failed("interrupted"))
         shutil.rmtree(scratch, ignore_errors=True)
         sys.stdout.flush()
-        os._exit(1)     # the worker may sit in C code (ffmpeg pipe, pycolmap, torch)
+        # the worker may sit in C code (ffmpeg pipe, pycolmap, torch): do not wait for it
+        os._exit(0 if job.result is not None and job.result.ok else 1)
     shutil.rmtree(scratch, ignore_errors=True)
     reporter.close()
     return 0 if job.result is not None and job.result.ok else 1
