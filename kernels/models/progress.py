@@ -19,6 +19,9 @@ from kernels.models import jobfiles
 BANDS: dict[str, tuple[float, float]] = {
     "frames": (0.0, 5.0), "sfm": (5.0, 25.0), "model": (25.0, 100.0)}
 
+MIN_STEP = 0.5          # percent
+MIN_INTERVAL_S = 2.0
+
 # What a stage receives: report(percent 0..100 of the stage, message, stage name or None).
 StageReport = Callable[..., None]
 LogFn = Callable[[str], None]
@@ -33,6 +36,8 @@ class Reporter:
         self._clock = clock
         self._start = clock()
         self.percent = 0.0
+        self._last_stage = ""
+        self._last_time = 0.0
 
     def close(self) -> None:
         for fd in (self._progress_fd, self._log_fd):
@@ -44,10 +49,18 @@ class Reporter:
         os.write(self._log_fd, lines.encode("utf-8", "replace"))
 
     def progress(self, stage: str, percent: float, message: str) -> None:
-        self.percent = max(self.percent, min(100.0, max(0.0, float(percent))))
+        """One line, unless it would say next to nothing new: the same stage, less than
+        ``MIN_STEP`` percent on and less than ``MIN_INTERVAL_S`` after the last one (a
+        model may report every step; the file stays small for the manager)."""
+        percent = max(self.percent, min(100.0, max(0.0, float(percent))))
+        now = self._clock()
+        if stage == self._last_stage and percent - self.percent < MIN_STEP \
+                and now - self._last_time < MIN_INTERVAL_S and percent < 100.0:
+            return
+        self.percent, self._last_stage, self._last_time = percent, stage, now
         line = jobfiles.Progress(stage=stage, percent=round(self.percent, 2),
                                  message=jobfiles.one_line(message, 200),
-                                 time=round(self._clock(), 3)).to_line()
+                                 time=round(now, 3)).to_line()
         os.write(self._progress_fd, (line + "\n").encode())
         print(jobfiles.PROGRESS_PREFIX + line, file=self._stdout, flush=True)
 
