@@ -6,9 +6,11 @@ tests/integration/test_models_front.py.
     video    frames: probe and extract a synthetic video; a text file is "not a video"
     sfm      SfM on the synthetic orbit registers >= 90% of the frames, and the camera
              centres match the known ones up to a similarity (Umeyama residual small)
-    run      ``python3 -m kernels.models.run`` on job directories: a fake model gives an
-             OK result with progress; a non-video gives NG "not a video"; a symlinked
-             request.json is refused
+    run      ``python3 -m kernels.models.run`` on a job directory with a fake model:
+             an OK result, its outputs, monotone progress, the log
+    run_refusals  NG results: not a video, a bad epoch, a symlinked request.json or
+             input, a video SfM cannot pose (a fixed camera)
+    run_interrupt  SIGTERM during SfM: NG "interrupted" within seconds, no scratch left
 """
 from __future__ import annotations
 
@@ -203,6 +205,14 @@ def check_run_refusals(tmp: Path) -> None:
     (job / "request.json").symlink_to(outside)
     code, _, result = finished(job, launch(job, fake=False), 60)
     assert code == 1 and result.error and "request.json" in result.error, result
+    still = tmp / "still.mp4"       # a fixed camera: nothing for SfM to triangulate
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc=size=320x240:rate=25", "-t", "2", "-pix_fmt", "yuv420p",
+                    str(still)], check=True)
+    job = make_job(tmp, "still", "fake", still)
+    code, _, result = finished(job, launch(job, fake=True), 120)
+    assert code == 1 and result.error and result.error.startswith(
+        "structure from motion registered 0 of 24 frames"), result
     job = make_job(tmp, "videolink", "gaussian-splatting", None)
     (job / "input" / "clip.mp4").symlink_to(synthetic_video(tmp))
     code, _, result = finished(job, launch(job, fake=False), 60)
