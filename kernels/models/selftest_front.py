@@ -1,7 +1,7 @@
 """Checks of the generation front end that need ffmpeg, pycolmap and numpy: run
 ``python3 -m kernels.models.selftest_front [check ...]`` (inside a model image, or with
 Debian's python3); exits non-zero when a check fails. The pytest wrapper is
-tests/integration/test_models_front.py.
+tests/integration/kernels/test_models_front.py.
 
     video    frames: probe and extract a synthetic video; a text file is "not a video"
     sfm      SfM on the synthetic orbit registers >= 90% of the frames, and the camera
