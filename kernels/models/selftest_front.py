@@ -114,7 +114,10 @@ def check_sfm(tmp: Path) -> None:
           f"camera centres after similarity alignment: max error {error:.4f}, "
           f"rms {float(np.sqrt((residual ** 2).mean())) / synthetic.ORBIT_RADIUS:.4f} "
           f"of the orbit radius; {len(views.points)} points; image size {views.size}")
+    tilt = float(np.degrees(np.arccos(np.clip((rot.T @ [0.0, 0.0, 1.0])[2], -1.0, 1.0))))
+    print(f"sfm: the scene's up is {tilt:.2f} degrees off the normalised +z")
     assert len(views) >= 0.9 * len(images), f"{len(views)} of {len(images)} registered"
+    assert tilt < 5.0, tilt
     assert error < MAX_ALIGN_ERROR, error
     radius = np.linalg.norm(views.camera_centers(), axis=1)
     assert 1.0 < np.median(radius) < 4.0, radius
