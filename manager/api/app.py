@@ -50,6 +50,7 @@ from manager.api.keys import (
 from manager.api.problems import problem_middleware
 from manager.api.ratelimit import add_headers, ratelimit_ctx, ratelimit_middleware
 from manager.api.strict import NONCES, NonceStore
+from manager.atlas.setup import setup_jobs
 from manager.config import ManagerConfig
 from manager.db.engine import make_engine
 from manager.events import EventBus
@@ -236,4 +237,5 @@ def build_app(config: ManagerConfig) -> web.Application:
     console.add_routes(app)
     vfolders.add_routes(app)
     stream.add_routes(app)
+    setup_jobs(app)  # after vfolders: the job API stores files through them
     return app
