@@ -44,8 +44,8 @@ def content_type(ext: str) -> str:
 def safe_filename(item_name: str, ext: str) -> str:
     """``<itemName>.<ext>`` reduced to characters safe in any header and file system:
     anything else becomes ``_``; no leading dots; never empty."""
-    stem = UNSAFE.sub("_", item_name).strip(" .")[:MAX_STEM].strip(" .") or "item"
-    return f"{stem}.{ext}"
+    stem = UNSAFE.sub("_", item_name).strip(" .")[:MAX_STEM].strip(" .")
+    return f"{stem if stem.strip('_ ') else 'item'}.{ext}"
 
 
 def attachment(filename: str) -> str:
