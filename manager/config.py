@@ -243,6 +243,7 @@ class AtlasJobsConfig(_Section):
     """The job API and driver ([atlas.jobs], docs/atlas.md "Job API")."""
 
     limits: dict[str, AtlasLimitsConfig] = {}
+    drive: bool = True  # run the job driver in this replica (False: API only)
     cpu: float = Field(default=2.0, gt=0)  # per job session
     mem: str = "4g"
     max_wait: float | None = Field(default=None, gt=0)  # queued job deadline; None: none

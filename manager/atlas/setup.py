@@ -27,7 +27,8 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = ProgressHub(redis, config.ws_queue)
     app[JOBS], app[DRIVER], app[HUB], app[KEEPALIVE] = jobs, driver, hub, config.keepalive
     hub.start()
-    driver.start()
+    if config.drive:
+        driver.start()
     yield
     await driver.close()
     await hub.close()
