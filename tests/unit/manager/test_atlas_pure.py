@@ -115,7 +115,7 @@ def test_download_names() -> None:
     assert safe_filename("...", "ply") == "item.ply"
     assert safe_filename("컵", "gif") == "item.gif"
     assert extension("mesh_1.glb") == "glb" and extension("request.tar.gz") == "tar.gz"
-    assert "\n" not in attachment(safe_filename("a\nb", "obj"))
+    assert attachment(safe_filename("a\nb", "obj")) == 'attachment; filename="a_b.obj"'
 
 
 def test_video_limits() -> None:
