@@ -149,7 +149,8 @@ async def test_a_job_runs_reports_progress_and_downloads(
     status, hist = await acc.call("GET", "/history")
     assert hist["history"][0]["status"] == "completed"
     status, _ = await acc.call("DELETE", f"/atlas/item/{job}")
-    assert status == 200 and not list(vf_root.glob(f"local/*/jobs/{job}"))
+    assert status == 200
+    assert not await asyncio.to_thread(lambda: list(vf_root.glob(f"local/*/jobs/{job}")))
     await ws.close()
 
 
