@@ -126,3 +126,19 @@ def test_video_limits() -> None:
                  VideoInfo(30, 640, 480, "h264"), VideoInfo(30, 3840, 2160, "h264")):
         with pytest.raises(InvalidVideo):
             check(info, lim)
+
+
+async def test_the_hub_delivers_per_account_and_client_and_drops_a_slow_one() -> None:
+    from manager.atlas.progress import ProgressHub, progress_message
+
+    hub = ProgressHub(None, queue_size=2)  # type: ignore[arg-type]  # no Redis: dispatch only
+    me, other = uuid.uuid4(), uuid.uuid4()
+    with hub.listen(me, "c1") as mine, hub.listen(other, "c1") as theirs:
+        body = progress_message("job", "train", 50)
+        hub.dispatch({"account": me.hex, "client": "c1", "body": body})
+        hub.dispatch({"account": me.hex, "client": "c2", "body": body})
+        assert mine.queue.get_nowait() == body and theirs.queue.empty()
+        for _ in range(3):
+            hub.dispatch({"account": me.hex, "client": "c1", "body": body})
+        assert mine.queue.qsize() == 2 and mine.dropped.is_set()
+    assert hub._listeners == {}
