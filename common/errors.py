@@ -20,7 +20,8 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     │   ├── ReplayedRequest (401 replayed-request)
     │   └── BodyDigestMismatch (401 body-digest-mismatch)
     ├── Forbidden (403 forbidden)
-    │   └── VFolderPermissionDenied (403 vfolder-permission-denied)
+    │   ├── VFolderPermissionDenied (403 vfolder-permission-denied)
+    │   └── EmailNotVerified (403 email-not-verified): atlas sign-in before confirming
     ├── NotFound (404 not-found)
     │   ├── KernelNotFound (404 kernel-not-found)
     │   ├── ImageNotFound (404 image-not-found)
@@ -29,6 +30,7 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     │   │   └── VFolderPathNotFound (404 vfolder-path-not-found)
     │   ├── InvitationNotFound (404 vfolder-invitation-not-found)
     │   ├── ServiceNotFound (404 service-not-found): no such service, terminal or run
+    │   ├── AccountNotFound (404 account-not-found): no atlas account with that e-mail
     │   └── UnsupportedAPIVersion (404 unsupported-api-version)
     ├── MethodNotAllowed (405 method-not-allowed)
     ├── ResourceLimitExceeded (406 resource-limit-exceeded)
@@ -36,6 +38,7 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     ├── SessionAlreadyExists (409 session-already-exists)
     ├── KernelNotRunning (409 kernel-not-running): a stream to a session not RUNNING
     ├── AgentIdConflict (409 agent-id-conflict): a live agent already holds that agent id
+    ├── EmailAlreadyRegistered (409 email-already-registered): atlas sign-up
     ├── QuotaExceeded (412 quota-exceeded)
     ├── PayloadTooLarge (413 payload-too-large)
     ├── RateLimitExceeded (429 too-many-requests)
@@ -45,6 +48,8 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     ├── KernelCreationCancelled (409 kernel-creation-cancelled)
     ├── KernelExecutionFailed (500 kernel-execution-failed)
     ├── InvalidImageLabel (500 invalid-image-label): an image label the agent cannot use
+    ├── EmailDeliveryFailed (500 email-delivery-failed): the SMTP server refused or is down
+    ├── NotImplementedHere (501 not-implemented): a seed route this manager does not offer
     ├── AgentError (502 agent-error)
     │   ├── ProtocolError (502 protocol-error)
     │   └── ServiceStartFailed (502 service-start-failed): a service did not come up
@@ -137,6 +142,10 @@ class VFolderPermissionDenied(Forbidden):
     slug, title = "vfolder-permission-denied", "Your permission on this virtual folder is too low"
 
 
+class EmailNotVerified(Forbidden):
+    slug, title = "email-not-verified", "Email authentication has not been completed"
+
+
 class NotFound(KrakenError):
     status, slug, title = 404, "not-found", "Not found"
 
@@ -173,6 +182,10 @@ class ServiceNotFound(NotFound):
     slug, title = "service-not-found", "The session offers no such service"
 
 
+class AccountNotFound(NotFound):
+    slug, title = "account-not-found", "No member with this email"
+
+
 class UnsupportedAPIVersion(NotFound):
     slug, title = "unsupported-api-version", "Unsupported API major version"
 
@@ -199,6 +212,10 @@ class KernelNotRunning(KrakenError):
 
 class AgentIdConflict(KrakenError):
     status, slug, title = 409, "agent-id-conflict", "This ID has already been registered"
+
+
+class EmailAlreadyRegistered(KrakenError):
+    status, slug, title = 409, "email-already-registered", "This email is already registered"
 
 
 class QuotaExceeded(KrakenError):
@@ -238,6 +255,14 @@ class KernelExecutionFailed(KrakenError):
 
 class InvalidImageLabel(KrakenError):
     slug, title = "invalid-image-label", "The session's image has an invalid label"
+
+
+class EmailDeliveryFailed(KrakenError):
+    slug, title = "email-delivery-failed", "Email external module error"
+
+
+class NotImplementedHere(KrakenError):
+    status, slug, title = 501, "not-implemented", "Not implemented by this server"
 
 
 class AgentError(KrakenError):

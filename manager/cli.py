@@ -1,5 +1,5 @@
 """``python -m manager``: init-db, keypair create/list, gen-link-keys, gen-secrets-key,
-queue list/move/cancel (manager/cli_queue.py), serve.
+gen-atlas-key, queue list/move/cancel (manager/cli_queue.py), serve.
 
 Bad input or an unreachable service ends with one clear line and a non-zero exit.
 The secret key is printed only by ``keypair create``.
@@ -147,6 +147,24 @@ def gen_secrets_key(path: Path) -> None:
     except OSError as e:
         raise click.ClickException(f"cannot write {path}: {e.strerror}") from None
     click.echo(f"secrets key: {path} (mode 0600)")
+
+
+@main.command("gen-atlas-key")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def gen_atlas_key(path: Path) -> None:
+    """Write the key that signs atlas tokens and confirmation links to PATH (mode 0600).
+
+    Set it as atlas.token_key_file; replacing it signs every atlas user out."""
+    from manager.atlas import tokens
+
+    try:
+        tokens.generate(path)
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists; refusing to replace the atlas token "
+                                   "key") from None
+    except OSError as e:
+        raise click.ClickException(f"cannot write {path}: {e.strerror}") from None
+    click.echo(f"atlas token key: {path} (mode 0600)")
 
 
 cli_queue.add_commands(main, config_option, _load, _run_db)

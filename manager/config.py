@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from common.config import load_config
 from common.limits import RESPONSE_BYTES
@@ -221,9 +221,17 @@ class GraphQLConfig(_Section):
     list_size: int = Field(default=50, gt=0)  # what a list field counts as in the cost
 
 
-class LoggingConfig(_Section):
-    level: str = "INFO"
-    file: Path | None = None
+class SMTPConfig(_Section):
+    """The mail server atlas sends confirmation and temporary-password mails through."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, gt=0, le=65535)
+    from_address: str = "atlas@localhost"
+    starttls: bool = False  # STARTTLS after connecting (port 587)
+    tls: bool = False  # TLS from the start (port 465)
+    username: str | None = None
+    password: SecretStr | None = None  # never logged, never in repr
+    timeout: float = Field(default=15.0, gt=0)
 
 
 class AtlasLimitsConfig(_Section):
@@ -265,7 +273,26 @@ class AtlasJobsConfig(_Section):
 
 
 class AtlasConfig(_Section):
-    jobs: AtlasJobsConfig = AtlasJobsConfig()
+    """The generation product (docs/atlas.md). Without ``token_key_file`` its routes
+    answer 503 (``python -m manager gen-atlas-key PATH`` writes a key)."""
+
+    token_key_file: Path | None = None
+    public_url: str = "http://127.0.0.1:8081"  # the base of links in mails
+    require_verified_email: bool = True  # sign-in refused (403) until the link is followed
+    smtp: SMTPConfig = SMTPConfig()
+    jobs: AtlasJobsConfig = AtlasJobsConfig()  # the job API and driver
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("atlas.public_url must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+
+class LoggingConfig(_Section):
+    level: str = "INFO"
+    file: Path | None = None
 
 
 class ManagerConfig(_Section):
@@ -283,8 +310,8 @@ class ManagerConfig(_Section):
     vfolders: VFoldersConfig = VFoldersConfig()
     transfers: TransfersConfig = TransfersConfig()
     graphql: GraphQLConfig = GraphQLConfig()
-    logging: LoggingConfig = LoggingConfig()
     atlas: AtlasConfig = AtlasConfig()
+    logging: LoggingConfig = LoggingConfig()
 
 
 def load_manager_config(path: str | Path | None) -> ManagerConfig:

@@ -50,6 +50,8 @@ from manager.api.keys import (
 from manager.api.problems import problem_middleware
 from manager.api.ratelimit import add_headers, ratelimit_ctx, ratelimit_middleware
 from manager.api.strict import NONCES, NonceStore
+from manager.atlas import api_accounts
+from manager.atlas.accounts import atlas_accounts_ctx
 from manager.atlas.setup import setup_jobs
 from manager.config import ManagerConfig
 from manager.db.engine import make_engine
@@ -225,7 +227,7 @@ def build_app(config: ManagerConfig) -> web.Application:
     app.on_shutdown.append(_end_streams)
     app[CONFIG] = config
     app.cleanup_ctx.extend([_db_ctx, _events_ctx, ratelimit_ctx, _registry_ctx,
-                            console_sessions_ctx])
+                            console_sessions_ctx, atlas_accounts_ctx])
     version.add_routes(app)
     kernel.add_routes(app)
     files.add_routes(app)
@@ -237,5 +239,6 @@ def build_app(config: ManagerConfig) -> web.Application:
     console.add_routes(app)
     vfolders.add_routes(app)
     stream.add_routes(app)
+    api_accounts.add_routes(app)
     setup_jobs(app)  # after vfolders: the job API stores files through them
     return app

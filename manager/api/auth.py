@@ -29,7 +29,7 @@ from manager.api.keys import CONFIG, KEYPAIRS
 from manager.api.ratelimit import limit_keypair
 from manager.api.strict import NONCES, STRICT_TAG, StrictHeaders, strict_headers, verify_body
 from manager.api.version import check_version_header, is_public
-from manager.atlas.gate import is_atlas_route
+from manager.atlas.paths import is_atlas_path
 from manager.services.keypairs import KeypairInfo
 
 MAX_SKEW = timedelta(minutes=15)
@@ -154,9 +154,16 @@ async def authenticate(request: web.Request) -> KeypairInfo:
     return keypair
 
 
+def _atlas_unsigned(request: web.Request) -> bool:
+    """An atlas route without an HMAC signature: it authenticates itself (Bearer token,
+    or none for sign-up and sign-in; manager.atlas.identity)."""
+    return is_atlas_path(request.path) and not request.headers.get(
+        "Authorization", "").lstrip().startswith("BackendAI")
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    if is_public(request) or is_console_route(request) or is_atlas_route(request):
+    if is_public(request) or is_console_route(request) or _atlas_unsigned(request):
         return await handler(request)
     if request.match_info.http_exception is None:
         console = uses_console_session(request)

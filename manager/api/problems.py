@@ -4,6 +4,7 @@ KrakenError subclasses map through their own status/slug; aiohttp's own HTTP err
 (unknown route, wrong method, body too large), aiohttp's parse errors of a malformed
 request (``HttpProcessingError``: 400, one INFO line) and any unexpected exception
 (500, no internals) are turned into the same shape. Also: JSON in and out, fast.
+Problems on atlas routes (seed 000) also carry the seed's ``message`` member (the detail).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from common.errors import (
     NotFound,
     RedisUnavailable,
 )
+from manager.atlas.paths import is_atlas_path
 from manager.db.errors import client_data_error
 from manager.outage import OutageLog, translate
 
@@ -40,55 +42,66 @@ def json_response(data: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
-def problem_response(error: KrakenError) -> web.Response:
+def _problem_body(body: dict[str, Any], message: bool) -> bytes:
+    body["version"] = API_VERSION
+    if message:  # an error that names its seed message keeps it (manager.atlas.api_jobs)
+        body.setdefault("message", body.get("detail") or body.get("title"))
+    return orjson.dumps(body)
+
+
+def problem_response(error: KrakenError, *, message: bool = False) -> web.Response:
+    """The problem of ``error``; ``message``: add seed 000's ``message`` member."""
     body = error.to_problem()
     body["status"] = error.status
-    body["version"] = API_VERSION
-    resp = web.Response(body=orjson.dumps(body), status=error.status,
+    resp = web.Response(body=_problem_body(body, message), status=error.status,
                         content_type=PROBLEM_CONTENT_TYPE)
     if isinstance(error.extra.get("retry_after"), int):
         resp.headers["Retry-After"] = str(error.extra["retry_after"])
     return resp
 
 
-def _http_problem(exc: web.HTTPException) -> web.Response:
+def _http_problem(exc: web.HTTPException, message: bool) -> web.Response:
     if exc.status == 404:
-        return problem_response(NotFound("no such API endpoint"))
+        return problem_response(NotFound("no such API endpoint"), message=message)
     if exc.status == 405:
-        return problem_response(MethodNotAllowed("method not allowed on this endpoint"))
+        return problem_response(MethodNotAllowed("method not allowed on this endpoint"),
+                                message=message)
     body = {"type": PROBLEM_TYPE_PREFIX + "http-error", "title": exc.reason,
             "detail": exc.text if exc.text and not exc.text.startswith(str(exc.status))
-            else exc.reason, "status": exc.status, "version": API_VERSION}
-    return web.Response(body=orjson.dumps(body), status=exc.status,
+            else exc.reason, "status": exc.status}
+    return web.Response(body=_problem_body(body, message), status=exc.status,
                         content_type=PROBLEM_CONTENT_TYPE)
 
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    message = is_atlas_path(request.path)
     try:
         return await handler(request)
     except KrakenError as e:
         if e.status >= 500:
             log.warning("%s %s failed: %s", request.method, request.path, e)
-        return problem_response(e)
+        return problem_response(e, message=message)
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        return _http_problem(e)
+        return _http_problem(e, message)
     except HttpProcessingError as e:  # a malformed request read inside a handler
         log.info("%s %s: malformed request: %s", request.method, request.path, e.message)
-        return problem_response(InvalidAPIParameters(f"malformed request: {e.message[:200]}"))
+        return problem_response(InvalidAPIParameters(f"malformed request: {e.message[:200]}"),
+                                message=message)
     except Exception as e:
         if (refused := client_data_error(e)) is not None:
             log.info("%s %s: the database refused a value: %s", request.method,
                      request.path, str(e).splitlines()[0][:200])
-            return problem_response(refused)
+            return problem_response(refused, message=message)
         outage = translate(e)
         if outage is None:
             log.exception("unexpected error on %s %s", request.method, request.path)
-            return problem_response(KrakenError("an unexpected error occurred"))
+            return problem_response(KrakenError("an unexpected error occurred"),
+                                    message=message)
         _OUTAGES["redis" if isinstance(outage, RedisUnavailable) else "database"].failed(e)
-        return problem_response(outage)
+        return problem_response(outage, message=message)
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

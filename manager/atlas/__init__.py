@@ -1,2 +1,2 @@
-"""The generation product (seeds 000 and 001): accounts, the job API, the job driver and
-the progress WebSocket. A client of the session layer (DESIGN decision 12)."""
+"""The generation product of seeds 000 and 001 (DESIGN.md decision 12): accounts, jobs and
+their progress, reaching sessions and keypairs only through the manager's services."""

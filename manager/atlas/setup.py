@@ -10,6 +10,7 @@ from aiohttp import web
 from manager.api.keys import CONFIG, CONTROL, CREATOR, DB, EVENTS, KEYPAIRS
 from manager.api.vfolders import VFOLDERS
 from manager.atlas import api_jobs, progress_ws
+from manager.atlas.accounts import ACCOUNTS
 from manager.atlas.api_jobs import DRIVER, JOBS
 from manager.atlas.driver import JobDriver
 from manager.atlas.jobfiles import JobFiles
@@ -26,6 +27,9 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     jobs.on_created.append(driver.kick)
     hub = ProgressHub(redis, config.ws_queue)
     app[JOBS], app[DRIVER], app[HUB], app[KEEPALIVE] = jobs, driver, hub, config.keepalive
+    if ACCOUNTS in app:  # a withdrawn account takes its jobs, sessions and folder with it
+        app[ACCOUNTS].on_delete.append(
+            lambda account: jobs.delete_account_jobs(account, driver.end_session))
     hub.start()
     if config.drive:
         driver.start()

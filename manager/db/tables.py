@@ -212,6 +212,9 @@ atlas_accounts = sa.Table(
     sa.Column("nickname", sa.String(64), nullable=False),
     sa.Column("password_hash", sa.Text, nullable=True),  # argon2id; NULL: social login only
     sa.Column("email_verified_at", sa.DateTime(timezone=True), nullable=True),
+    # reset-password: works beside the password until used or expired (migration 0009)
+    sa.Column("temp_password_hash", sa.Text, nullable=True),
+    sa.Column("temp_password_expires_at", sa.DateTime(timezone=True), nullable=True),
     # each account owns one keypair: its sessions, its `atlas` folder, HMAC access to jobs
     sa.Column("access_key", sa.String(64),
               sa.ForeignKey("keypairs.access_key", ondelete="RESTRICT"), nullable=False),

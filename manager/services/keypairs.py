@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from common.config import ConfigError
 from common.errors import InvalidAPIParameters, ServiceUnavailable, SessionAlreadyExists
 from common.ids import AccessKey, new_access_key, new_secret_key
-from manager.db.tables import keypair_policies, keypairs
+from manager.db.tables import kernels, keypair_policies, keypairs, vfolders
 from manager.secretbox import SecretBox, SecretBoxError
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,24 @@ async def _insert(conn: AsyncConnection, values: dict[str, Any]) -> tuple[Any, b
     row = (await conn.execute(sa.select(keypairs).where(
         keypairs.c.access_key == values["access_key"]))).one()
     return row, inserted
+
+
+async def retire_keypair(conn: AsyncConnection, access_key: str) -> bool:
+    """Delete a keypair in ``conn``'s transaction (its policy and folder shares go with
+    it); one that sessions' history or folders still name is deactivated instead, so
+    no row and no folder on disk is orphaned. True when it was deleted."""
+    used = sa.or_(
+        sa.exists().where(kernels.c.access_key == access_key),
+        sa.exists().where(vfolders.c.owner == access_key))
+    deleted = await conn.execute(sa.delete(keypairs).where(
+        keypairs.c.access_key == access_key, ~used))
+    if deleted.rowcount:
+        return True
+    await conn.execute(sa.update(keypairs).where(keypairs.c.access_key == access_key)
+                       .values(is_active=False))
+    log.info("keypair %s deactivated, not deleted: sessions or folders still name it",
+             access_key)
+    return False
 
 
 async def list_keypairs(engine: AsyncEngine) -> list[dict[str, Any]]:

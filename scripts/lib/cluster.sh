@@ -36,7 +36,11 @@ write_configs() {
     say "generating the key that encrypts keypair secrets at rest (var/keys/secretbox.key)"
     "$PY" -m manager gen-secrets-key "$keys/secretbox.key" >/dev/null
   fi
-  chmod 600 "$keys"/manager.key_secret "$keys"/join_token "$keys"/secretbox.key
+  if [ ! -f "$keys/atlas.key" ]; then
+    say "generating the key that signs atlas tokens (var/keys/atlas.key)"
+    "$PY" -m manager gen-atlas-key "$keys/atlas.key" >/dev/null
+  fi
+  chmod 600 "$keys"/manager.key_secret "$keys"/join_token "$keys"/secretbox.key "$keys"/atlas.key
   set_redis_url
   # these files hold credentials (the Redis password, key paths): mode 0600
   write_private "$VAR/manager.toml" <<TOML
@@ -52,6 +56,10 @@ url = "$REDIS_URL"
 
 [secrets]
 key_file = "$keys/secretbox.key"
+
+[atlas]
+token_key_file = "$keys/atlas.key"
+public_url = "http://127.0.0.1:$API_PORT"
 
 [link]
 bind = "tcp://127.0.0.1:$LINK_PORT"

@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from manager.atlas import tokens
 from tests.e2e.cluster import Cluster
 from tests.e2e.conftest import PG_URL, REDIS_URL
 from tests.integration.atlas.conftest import make_video
@@ -72,6 +73,13 @@ def model_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 class AtlasCluster(Cluster):
+    def _write_keys(self) -> Path:
+        keys = super()._write_keys()
+        tokens.generate(keys / "atlas.key")
+        self.manager_sections = f'[atlas]\ntoken_key_file = "{keys}/atlas.key"\n' \
+            + self.manager_sections
+        return keys
+
     manager_sections = """[atlas.jobs]
 poll_interval = 0.3
 claim_interval = 1.0

@@ -15,6 +15,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from manager.atlas import tokens
 from manager.config import ManagerConfig
 from manager.db.tables import atlas_accounts, atlas_jobs
 from tests.integration.manager.conftest import (  # noqa: F401  (fixtures)
@@ -102,8 +103,9 @@ def atlas_jobs_config() -> dict[str, Any]:
 @pytest.fixture
 def mgr_config(mgr_db_url: str, tmp_path: Path, vf_root: Path, upload_dir: Path,  # noqa: F811
                atlas_jobs_config: dict[str, Any]) -> ManagerConfig:
+    key = tokens.generate(tmp_path / "atlas.key")
     return make_manager_config(mgr_db_url, tmp_path, vfolders={"root": str(vf_root)},
-                               atlas={"jobs": {
+                               atlas={"token_key_file": str(key), "jobs": {
                                    "upload_dir": str(upload_dir), "poll_interval": 0.2,
                                    "claim_interval": 0.5, "lease": 3.0, "keepalive": 0.5,
                                    "limits": {"gaussian-splatting": {

@@ -178,3 +178,37 @@ async def test_routes_need_an_account(harness: Harness) -> None:
     # a keypair that belongs to no account
     st, body = await harness.call("GET", "/atlas/item/my/2")
     assert st == 401 and body["message"] == "Invalid Token information"
+
+
+async def test_a_bearer_token_reaches_jobs_and_the_socket(harness: Harness,
+                                                          model_agent: FakeAgent,
+                                                          videos: dict[str, bytes]) -> None:
+    from manager.atlas.accounts import ACCOUNTS
+    from manager.db.tables import atlas_accounts
+
+    acc = await make_account(harness, "bearer")
+    password = "Secret-pass1!"
+    hashed = await harness.app[ACCOUNTS].passwords.hash(password)
+    async with harness.engine.begin() as conn:
+        email = (await conn.execute(sa.update(atlas_accounts).where(
+            atlas_accounts.c.id == acc.id).values(
+            password_hash=hashed, email_verified_at=sa.func.now())
+            .returning(atlas_accounts.c.email))).scalar_one()
+    resp = await harness.client.post("/atlas/auth/sign-in",
+                                     json={"id": email, "password": password})
+    assert resp.status == 201, await resp.text()
+    token = (await resp.json())["accessToken"].removeprefix("Bearer ").strip()
+    status, body = await acc.upload("gs3d", {"itemName": "t", "Epoch": "1",
+                                             "payLoad": videos["ok"]})
+    assert status == 201
+    resp = await harness.client.get(f"/krako/item/my-item/{body['requestId']}",
+                                    headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 200 and (await resp.json())["uploaderNickname"] == "bearer"
+    ws = await harness.client.ws_connect(f"/ws?clientId=c9&token={token}")
+    assert (await ws.receive_json(timeout=5))["status"] == "connected"
+    assert (await ws.receive_json(timeout=5))["status"] == "listening"  # keepalive 0.5 s
+    await ws.close()
+    resp = await harness.client.get("/ws?clientId=c9&token=forged")
+    assert resp.status == 401
+    resp = await harness.client.get(f"/ws?token={token}")
+    assert resp.status == 400 and (await resp.json())["message"] == "Invalid request syntax"
