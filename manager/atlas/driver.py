@@ -32,6 +32,7 @@ from manager.atlas.catalogue import ModelNotInstalled
 from manager.atlas.jobfiles import FOLDER, MOUNT, job_dir
 from manager.atlas.jobs import NG, OK, PROGRESS, JobService
 from manager.db.tables import atlas_accounts, atlas_jobs
+from manager.replica import public_info
 from manager.services.control import ExecuteSpec, SessionControl
 from manager.services.images import has_gpu_slots
 from manager.services.keypairs import KeypairInfo
@@ -238,16 +239,17 @@ class JobRun:
 
     async def _session(self, owner: KeypairInfo, row: Any
                        ) -> tuple[SessionStatus | None, str | None]:
+        """The session's status and reason from its row (no agent round trip); its id
+        is kept in the job, so a session that ended is still found by it."""
         ident = (row.params or {}).get("kernelId") or row.session_name
         try:
-            info = await self.d._control.info(owner, ident)
+            found = await self.d._control.find(owner, ident)
         except KernelNotFound:
             return None, None
         if "kernelId" not in (row.params or {}):
-            with contextlib.suppress(KernelNotFound):
-                found = await self.d._control.find(owner, row.session_name)
-                await self._set(params={**(row.params or {}), "kernelId": str(found.id)})
-        return SessionStatus(info["status"]), str(info.get("statusInfo") or "") or None
+            await self._set(params=atlas_jobs.c.params.op("||")(
+                sa.func.jsonb_build_object("kernelId", str(found.id))))
+        return SessionStatus(found.status), public_info(found.status_info)
 
     async def _start(self, owner: KeypairInfo, name: str) -> None:
         run_id = secrets.token_hex(8)

@@ -206,3 +206,47 @@ async def test_another_driver_takes_over_an_expired_lease(
     finally:
         model_agent.hold_execute.set()
         await second.close()
+
+
+async def _nothing_left(h: Harness, fake: FakeAgent, vf_root: Path, job: str) -> None:
+    assert await row(h, job) is None
+    assert not await asyncio.to_thread(lambda: list(vf_root.glob(f"local/*/jobs/{job}")))
+    await wait_for(lambda: not fake.kernels, 10, "no session left")
+
+
+async def test_concurrent_deletes_and_a_delete_racing_the_result(
+        harness: Harness, model_agent: FakeAgent, videos: dict[str, bytes],
+        vf_root: Path) -> None:
+    acc = await make_account(harness)
+    model_agent.hold_execute = asyncio.Event()
+    job = await submit(acc, videos)
+    await started(harness, model_agent, job)
+    results = await asyncio.gather(*(acc.call("DELETE", f"/atlas/item/{job}")
+                                     for _ in range(3)))
+    assert sorted(s for s, _ in results)[0] == 200
+    assert {s for s, _ in results} <= {200, 404}
+    await _nothing_left(harness, model_agent, vf_root, job)
+
+    job = await submit(acc, videos)
+    await started(harness, model_agent, job)
+    finish(job_dir(vf_root, job), b"ply\n")  # the driver finishes while the delete runs
+    status, _ = await acc.call("DELETE", f"/atlas/item/{job}")
+    assert status in (200, 404)
+    await _nothing_left(harness, model_agent, vf_root, job)
+    model_agent.hold_execute.set()
+
+
+async def test_withdrawal_takes_jobs_sessions_and_the_folder(
+        harness: Harness, model_agent: FakeAgent, videos: dict[str, bytes],
+        vf_root: Path) -> None:
+    acc = await make_account(harness)
+    model_agent.hold_execute = asyncio.Event()
+    running = await submit(acc, videos)
+    await started(harness, model_agent, running)
+    path = "/atlas/auth/user"
+    resp = await harness.client.delete(path, headers=harness.headers("DELETE", path, acc.keys))
+    assert resp.status == 200, await resp.text()
+    await _nothing_left(harness, model_agent, vf_root, running)
+    folders = await asyncio.to_thread(lambda: list(vf_root.glob("local/[!.]*")))
+    assert folders == []  # the `atlas` folder went with the account
+    model_agent.hold_execute.set()
