@@ -212,3 +212,15 @@ async def test_a_bearer_token_reaches_jobs_and_the_socket(harness: Harness,
     assert resp.status == 401
     resp = await harness.client.get(f"/ws?token={token}")
     assert resp.status == 400 and (await resp.json())["message"] == "Invalid request syntax"
+
+
+async def test_the_socket_says_closed_on_shutdown(harness: Harness) -> None:
+    from manager.atlas.progress_ws import close_sockets
+
+    acc = await make_account(harness)
+    path = "/atlas/ws?clientId=bye"
+    ws = await harness.client.ws_connect(path, headers=harness.headers("GET", path, acc.keys))
+    assert (await ws.receive_json(timeout=5))["status"] == "connected"
+    await close_sockets(harness.app)  # what the app's on_shutdown runs
+    assert (await ws.receive_json(timeout=5))["status"] == "closed"
+    assert (await ws.receive(timeout=5)).type.name in ("CLOSE", "CLOSED")
