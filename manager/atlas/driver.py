@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
@@ -149,6 +150,7 @@ class JobRun:
         self.id = job_id
         self.seen = -1  # progress lines published (-1: not read yet on this replica)
         self.exit_code: int | None = None
+        self.lost_at: float | None = None  # when the session stopped knowing the run
         self.runner: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -222,7 +224,7 @@ class JobRun:
             await self._progress(owner, row)
             result = await self._result(owner)
             if result is None and (status is None or status in ENDED
-                                   or self.exit_code is not None):
+                                   or self.exit_code is not None or self._lost()):
                 await asyncio.sleep(self.d.config.poll_interval)
                 result = await self._result(owner) or {
                     "status": NG, "error": self._ended_reason(status, reason)}
@@ -231,7 +233,15 @@ class JobRun:
                 return
             await asyncio.sleep(self.d.config.poll_interval)
 
+    def _lost(self) -> bool:
+        """The run is unknown to the session for longer than a lease: a result that did
+        not appear by then will not."""
+        return self.lost_at is not None and \
+            asyncio.get_running_loop().time() - self.lost_at > self.d.config.lease
+
     def _ended_reason(self, status: SessionStatus | None, reason: str | None) -> str:
+        if self.lost_at is not None and self.exit_code is None and status not in ENDED:
+            return "the job's run is no longer known to its session (the agent restarted?)"
         if self.exit_code is not None:
             return f"the job's program exited with status {self.exit_code} without a result"
         return ("the job's session ended without a result: "
@@ -284,10 +294,11 @@ class JobRun:
                 if out.get("status") == "finished":
                     self.exit_code = int(out.get("exitCode") or 0)
                     return
-        except RunNotFound:
-            self.exit_code = -1
-        except KrakenError as e:
+        except RunNotFound:  # the agent restarted, or the run ended and was forgotten
+            self.lost_at = asyncio.get_running_loop().time()
+        except KrakenError as e:  # the agent unreachable a moment: follow it again
             log.info("atlas job %s: following its run: %s", self.id, e)
+            self.runner = None
 
     async def _model(self) -> str:
         async with self.d._engine.connect() as conn:
@@ -295,21 +306,19 @@ class JobRun:
                 atlas_jobs.c.id == self.id))).scalar_one())
 
     async def _progress(self, owner: KeypairInfo, row: Any) -> None:
+        """New progress lines: stored first (a client told of a line reads it back in
+        the job's detail), then published. A successor replica publishes only the
+        latest line it finds."""
         raw = await self.d._jobs.files.read(owner, str(self.id), "progress.jsonl")
         lines = [ln for ln in (raw or b"").splitlines() if ln.strip()]
         start = max(len(lines) - 1, 0) if self.seen < 0 else self.seen
         self.seen = len(lines)
-        last = None
-        for line in lines[start:]:
-            with contextlib.suppress(orjson.JSONDecodeError, TypeError, ValueError):
-                item = orjson.loads(line)
-                stage, percent = str(item["stage"])[:32], float(item["percent"])
-                last = (stage, min(max(percent, 0.0), 100.0))
-                await progress.publish(self.d._redis, row.account_id, row.client_id,
-                                       progress.progress_message(
-                                           str(self.id), *last, str(item.get("message", ""))[:200]))
-        if last is not None:
-            await self._stage(*last)
+        messages = [m for m in (_progress_line(str(self.id), ln) for ln in lines[start:])
+                    if m is not None]
+        if messages:
+            await self._stage(messages[-1]["stage"], messages[-1]["percent"])
+        for message in messages:
+            await progress.publish(self.d._redis, row.account_id, row.client_id, message)
 
     async def _result(self, owner: KeypairInfo) -> dict[str, Any] | None:
         raw = await self.d._jobs.files.read(owner, str(self.id), "result.json")
@@ -356,3 +365,16 @@ class JobRun:
 
 def _mapping(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
+
+
+def _progress_line(job_id: str, line: bytes) -> dict[str, Any] | None:
+    """The progress message of one ``progress.jsonl`` line; None for a malformed one."""
+    try:
+        item = orjson.loads(line)
+        stage, percent = str(item["stage"])[:32], float(item["percent"])
+    except (orjson.JSONDecodeError, TypeError, ValueError, KeyError):
+        return None
+    if not math.isfinite(percent):
+        return None
+    return progress.progress_message(job_id, stage, min(max(percent, 0.0), 100.0),
+                                     str(item.get("message", ""))[:200])
