@@ -27,6 +27,7 @@ from tests.integration.atlas.conftest import make_video
 from tests.integration.manager.signing import signed_headers
 
 pytestmark = pytest.mark.e2e
+MODEL = "e2e-fake-model"
 
 PROGRAM = r'''
 import json, os, pathlib, sys, time
@@ -60,7 +61,9 @@ def model_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ctx = tmp_path_factory.mktemp("atlas-image")
     (ctx / "fake_model.py").write_text(PROGRAM)
     tag = "kraken-test/atlas-fake:" + uuid.uuid4().hex[:8]
-    labels = {"kraken.atlas.model": "gaussian-splatting", "kraken.atlas.model-id": "2",
+    # a model of its own: real model images (kraken/gaussian-splatting:latest) may be
+    # present on the machine and must not be picked instead
+    labels = {"kraken.atlas.model": MODEL, "kraken.atlas.model-id": "90",
               "kraken.atlas.entry": "python3 /opt/fake_model.py", "kraken.atlas.gpu": "optional",
               "kraken.atlas.outputs": '{"1": "point_cloud.ply"}'}
     (ctx / "Dockerfile").write_text(
@@ -132,9 +135,9 @@ class Client:
         form.add_field("payLoad", io.BytesIO(video), filename="clip.mp4",
                        content_type="video/mp4")
         body = form()
-        headers = self.headers("POST", "/atlas/item/gs3d", "multipart/form-data")
+        headers = self.headers("POST", f"/atlas/item/{MODEL}", "multipart/form-data")
         headers["Content-Type"] = body.content_type
-        async with self.http.post(self.c.endpoint + "/atlas/item/gs3d", data=body,
+        async with self.http.post(self.c.endpoint + f"/atlas/item/{MODEL}", data=body,
                                   headers=headers) as resp:
             out = await resp.json()
             assert resp.status == 201, out
