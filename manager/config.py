@@ -234,6 +234,44 @@ class SMTPConfig(_Section):
     timeout: float = Field(default=15.0, gt=0)
 
 
+class AtlasLimitsConfig(_Section):
+    """Upload limits of one model ([atlas.jobs.limits.<model>]); unset keys keep the
+    catalogue's (manager/atlas/models.toml), which are the seed's."""
+
+    formats: list[str] | None = None
+    min_seconds: float | None = Field(default=None, ge=0)
+    max_seconds: float | None = Field(default=None, gt=0)
+    min_bytes: str | None = None
+    max_bytes: str | None = None
+    min_resolution: tuple[int, int] | None = None  # (long side, short side)
+    max_resolution: tuple[int, int] | None = None
+
+
+class AtlasJobsConfig(_Section):
+    """The job API and driver ([atlas.jobs], docs/atlas.md "Job API")."""
+
+    limits: dict[str, AtlasLimitsConfig] = {}
+    drive: bool = True  # run the job driver in this replica (False: API only)
+    cpu: float = Field(default=2.0, gt=0)  # per job session
+    mem: str = "4g"
+    max_wait: float | None = Field(default=None, gt=0)  # queued job deadline; None: none
+    folder_max_size: str = "50g"  # the account's `atlas` folder
+    folder_max_files: int = Field(default=100_000, gt=0)
+    lease: float = Field(default=30.0, gt=0)  # seconds a replica holds a job it drives
+    poll_interval: float = Field(default=1.0, gt=0)  # job files and session status
+    claim_interval: float = Field(default=5.0, gt=0)  # looking for unleased jobs
+    probe_timeout: float = Field(default=30.0, gt=0)  # checking one uploaded video
+    upload_dir: Path | None = None  # temporary uploads; None: the system's temp dir
+    keepalive: float = Field(default=20.0, gt=0)  # WebSocket "listening" messages
+    ws_queue: int = Field(default=256, gt=0)  # messages queued per socket, then dropped
+
+    @field_validator("mem", "folder_max_size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        parse_bytes(v)
+        return v
+
+
 class AtlasConfig(_Section):
     """The generation product (docs/atlas.md). Without ``token_key_file`` its routes
     answer 503 (``python -m manager gen-atlas-key PATH`` writes a key)."""
@@ -242,6 +280,7 @@ class AtlasConfig(_Section):
     public_url: str = "http://127.0.0.1:8081"  # the base of links in mails
     require_verified_email: bool = True  # sign-in refused (403) until the link is followed
     smtp: SMTPConfig = SMTPConfig()
+    jobs: AtlasJobsConfig = AtlasJobsConfig()  # the job API and driver
 
     @field_validator("public_url")
     @classmethod

@@ -52,6 +52,7 @@ from manager.api.ratelimit import add_headers, ratelimit_ctx, ratelimit_middlewa
 from manager.api.strict import NONCES, NonceStore
 from manager.atlas import api_accounts
 from manager.atlas.accounts import atlas_accounts_ctx
+from manager.atlas.setup import setup_jobs
 from manager.config import ManagerConfig
 from manager.db.engine import make_engine
 from manager.events import EventBus
@@ -239,4 +240,5 @@ def build_app(config: ManagerConfig) -> web.Application:
     vfolders.add_routes(app)
     stream.add_routes(app)
     api_accounts.add_routes(app)
+    setup_jobs(app)  # after vfolders: the job API stores files through them
     return app

@@ -44,8 +44,8 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 def _problem_body(body: dict[str, Any], message: bool) -> bytes:
     body["version"] = API_VERSION
-    if message:
-        body["message"] = body.get("detail") or body.get("title")
+    if message:  # an error that names its seed message keeps it (manager.atlas.api_jobs)
+        body.setdefault("message", body.get("detail") or body.get("title"))
     return orjson.dumps(body)
 
 

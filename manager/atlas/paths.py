@@ -4,7 +4,8 @@ themselves (a Bearer token, or an HMAC signature checked by the manager's middle
 from __future__ import annotations
 
 PREFIXES = ("/atlas", "/krako")
+ROOT_PATHS = frozenset({"/ws", "/history", "/interrupt"})  # seed 001 serves these at the root
 
 
 def is_atlas_path(path: str) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in PREFIXES)
+    return path in ROOT_PATHS or any(path == p or path.startswith(p + "/") for p in PREFIXES)

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from manager.db.tables import agents, images
 
 GIB = 2**30
 MIB = 2**20
@@ -50,3 +56,24 @@ def memory_bytes(value: float) -> int:
     if value < GIB_THRESHOLD:
         return int(Decimal(str(value)) * GIB)
     return int(Decimal(str(value)) * MIB)
+
+
+async def labelled_images(conn: AsyncConnection, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    """(image name, labels) of every image some agent holds whose labels include one
+    starting with ``prefix`` (one row per name; agents agree on an image's labels)."""
+    rows = (await conn.execute(sa.select(images.c.name, images.c.labels)
+                               .order_by(images.c.name, images.c.agent_id))).all()
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        labels = row.labels if isinstance(row.labels, dict) else {}
+        if row.name not in out and any(str(k).startswith(prefix) for k in labels):
+            out[row.name] = labels
+    return sorted(out.items())
+
+
+async def has_gpu_slots(conn: AsyncConnection) -> bool:
+    """Whether any alive agent offers a GPU slot (``cuda.device`` or ``cuda.shares``)."""
+    rows = (await conn.execute(sa.select(agents.c.available_slots)
+                               .where(agents.c.status == "ALIVE"))).all()
+    return any(float(v or 0) > 0 for r in rows for k, v in (r.available_slots or {}).items()
+               if str(k).startswith("cuda"))

@@ -66,7 +66,10 @@ class VFolderService:
                 f"{need!r} is needed on {name!r}; you have {folder.permission!r}")
         return folder
 
-    async def create(self, who: KeypairInfo, name: str, host: str | None) -> Folder:
+    async def create(self, who: KeypairInfo, name: str, host: str | None, *,
+                     max_bytes: int | None = None, max_files: int | None = None) -> Folder:
+        """A new folder; ``max_bytes`` / ``max_files`` replace the configured limits
+        (the job API's ``atlas`` folder is larger than a user's)."""
         if host not in (None, self.config.host):
             raise InvalidAPIParameters(f"unknown vfolder host {host!r}; "
                                        f"this cluster offers {self.config.host!r}")
@@ -76,8 +79,8 @@ class VFolderService:
                 await self._admit_create(conn, who, name)
                 await store.insert(conn, {
                     "id": folder_id, "host": self.config.host, "name": name,
-                    "owner": who.access_key, "max_files": self.config.max_files,
-                    "max_size": max(self.config.max_size_bytes // MIB, 1)})
+                    "owner": who.access_key, "max_files": max_files or self.config.max_files,
+                    "max_size": max((max_bytes or self.config.max_size_bytes) // MIB, 1)})
                 folder = await store.resolve(conn, who.access_key, name)
                 await self.storage.create(folder.id)
         except IntegrityError:
