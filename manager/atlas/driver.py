@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import secrets
 import socket
 import uuid
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.errors import KernelNotFound, KrakenError, QuotaExceeded, RunNotFound
 from common.slots import parse_bytes
 from common.status import SessionStatus
+from kernels.models import jobfiles
 from manager.atlas import progress
 from manager.atlas.catalogue import ModelNotInstalled
 from manager.atlas.jobfiles import FOLDER, MOUNT, job_dir
@@ -309,7 +309,7 @@ class JobRun:
         """New progress lines: stored first (a client told of a line reads it back in
         the job's detail), then published. A successor replica publishes only the
         latest line it finds."""
-        raw = await self.d._jobs.files.read(owner, str(self.id), "progress.jsonl")
+        raw = await self.d._jobs.files.read(owner, str(self.id), jobfiles.PROGRESS)
         lines = [ln for ln in (raw or b"").splitlines() if ln.strip()]
         start = max(len(lines) - 1, 0) if self.seen < 0 else self.seen
         self.seen = len(lines)
@@ -321,16 +321,13 @@ class JobRun:
             await progress.publish(self.d._redis, row.account_id, row.client_id, message)
 
     async def _result(self, owner: KeypairInfo) -> dict[str, Any] | None:
-        raw = await self.d._jobs.files.read(owner, str(self.id), "result.json")
+        raw = await self.d._jobs.files.read(owner, str(self.id), jobfiles.RESULT)
         if raw is None:
             return None
         try:
-            result = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return {"status": NG, "error": "the job's result.json is not valid JSON"}
-        if not isinstance(result, dict) or result.get("status") not in (OK, NG):
-            return {"status": NG, "error": "the job's result.json has no status OK or NG"}
-        return result
+            return asdict(jobfiles.parse_result(raw))
+        except jobfiles.JobFileError as e:
+            return {"status": NG, "error": f"the job's {jobfiles.RESULT} is not valid: {e}"}
 
     async def _finish(self, owner: KeypairInfo, name: str, result: dict[str, Any]) -> None:
         status = result["status"]
@@ -370,11 +367,7 @@ def _mapping(value: Any) -> dict[str, Any]:
 def _progress_line(job_id: str, line: bytes) -> dict[str, Any] | None:
     """The progress message of one ``progress.jsonl`` line; None for a malformed one."""
     try:
-        item = orjson.loads(line)
-        stage, percent = str(item["stage"])[:32], float(item["percent"])
-    except (orjson.JSONDecodeError, TypeError, ValueError, KeyError):
+        item = jobfiles.parse_progress_line(line.decode("utf-8", "replace"))
+    except jobfiles.JobFileError:
         return None
-    if not math.isfinite(percent):
-        return None
-    return progress.progress_message(job_id, stage, min(max(percent, 0.0), 100.0),
-                                     str(item.get("message", ""))[:200])
+    return progress.progress_message(job_id, item.stage, item.percent, item.message[:200])

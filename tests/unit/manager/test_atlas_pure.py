@@ -147,8 +147,11 @@ async def test_the_hub_delivers_per_account_and_client_and_drops_a_slow_one() ->
 def test_progress_lines_from_the_model_program() -> None:
     from manager.atlas.driver import _progress_line
 
-    msg = _progress_line("j", b'{"stage": "train", "percent": 140, "message": "x", "time": 1}')
-    assert msg is not None and (msg["percent"], msg["details"]) == (100.0, "train 100%")
-    for bad in (b"{", b"[]", b'{"stage": "x"}', b'{"stage": "x", "percent": "NaN"}',
+    msg = _progress_line("j", b'{"stage": "train", "percent": 55, "message": "x", "time": 1}')
+    assert msg is not None and (msg["percent"], msg["details"]) == (55.0, "train 55%")
+    # parsed by kernels.models.jobfiles, the one definition: out of range or unknown stage
+    # lines are skipped, never shown
+    for bad in (b'{"stage": "train", "percent": 140, "message": "x", "time": 1}',
+                b'{"stage": "bogus", "percent": 1, "message": "x", "time": 1}', b"{", b"[]", b'{"stage": "x"}', b'{"stage": "x", "percent": "NaN"}',
                 b'{"stage": "x", "percent": "abc"}', b'"text"'):
         assert _progress_line("j", bad) is None
