@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import email
 import logging
 import re
 import secrets
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +17,6 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 from argon2 import PasswordHasher
 
 from common.errors import AuthenticationFailed
@@ -33,6 +30,7 @@ from manager.atlas.passwords import Passwords
 from manager.atlas.tokens import ACCESS
 from manager.config import ManagerConfig
 from manager.db.tables import atlas_accounts, atlas_sign_ins, keypairs
+from tests.smtp_inbox import Inbox, free_port, running_inbox
 
 from .conftest import Harness, make_manager_config, open_harness
 
@@ -42,43 +40,10 @@ PASSWORD = "Correct-horse-9"
 SMTP_SECRET = "smtp-" + secrets.token_hex(8)
 
 
-class Inbox:
-    """aiosmtpd handler: keeps every mail it accepts."""
-
-    def __init__(self) -> None:
-        self.mails: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.mails.append(email.message_from_bytes(envelope.content))
-        return "250 OK"
-
-    def to(self, address: str) -> list[Message]:
-        return [m for m in self.mails if m["To"] == address]
-
-    async def wait(self, address: str, count: int = 1) -> Message:
-        for _ in range(100):
-            got = self.to(address)
-            if len(got) >= count:
-                return got[count - 1]
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no mail #{count} to {address}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    box, port = Inbox(), _free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield box, port
-    finally:
-        controller.stop()
+    with running_inbox() as served:
+        yield served
 
 
 def _config(mgr_db_url: str, tmp_path: Path, smtp_port: int, **smtp: Any) -> ManagerConfig:
@@ -396,7 +361,7 @@ async def test_smtp_down_answers_500_and_leaves_nothing(
         mgr_db_url: str, tmp_path: Path, inbox: tuple[Inbox, int],
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    config = _config(mgr_db_url, tmp_path, _free_port(), username="atlas",
+    config = _config(mgr_db_url, tmp_path, free_port(), username="atlas",
                      password=SMTP_SECRET)
     assert SMTP_SECRET not in repr(config)
     address = _address()
