@@ -303,7 +303,8 @@ def ensure_base(*, force: bool, verbose: bool) -> str:
 
 def build_layered(name: str, context: Context, tags: Sequence[str], recipe_hash: str, *,
                   verbose: bool) -> None:
-    with tempfile.TemporaryDirectory(prefix=f"kraken-{name}-") as tmp:
+    safe = "".join(c if c.isalnum() or c in "-." else "-" for c in name)
+    with tempfile.TemporaryDirectory(prefix=f"kraken-{safe}-") as tmp:
         context.materialize(Path(tmp))
         _progress(f"{name}: docker build {', '.join(tags)} (no network)")
         cmd = ["docker", "build", "--network=none", "--label", f"{HASH_LABEL}={recipe_hash}"]
