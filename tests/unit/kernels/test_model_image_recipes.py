@@ -1,6 +1,7 @@
 """The model images' recipes: generated Dockerfiles, contract labels, pinned wheels, hashes."""
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
@@ -197,10 +198,15 @@ def test_the_real_pins_parse() -> None:
 
 def test_cli_knows_the_new_targets(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
-    monkeypatch.setattr(build, "ensure_root", lambda name, **kw: seen.append(name) or "h")
-    monkeypatch.setattr(build, "ensure_python", lambda **kw: seen.append("python") or "h")
-    monkeypatch.setattr(build, "_ensure_layered",
-                        lambda name, *a, **kw: seen.append(name) or "h")
+    monkeypatch.setattr(build, "_build_lock", contextlib.nullcontext)  # no real build waits
+
+    def record(name: str, *args: object, **kw: object) -> str:
+        seen.append(name)
+        return "h"
+
+    monkeypatch.setattr(build, "ensure_root", record)
+    monkeypatch.setattr(build, "ensure_python", lambda **kw: record("python"))
+    monkeypatch.setattr(build, "_ensure_layered", record)
     assert build.main(["models"]) == 0
     assert seen == ["torch", "kraken/gaussian-splatting:latest", "kraken/nerf2mesh:latest"]
     seen.clear()
