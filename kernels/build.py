@@ -226,7 +226,7 @@ def _mmdebstrap_cmd(rootfs: Path, one_line: Sequence[str], use_stdin: bool,
                 f"--customize-hook=sync-in {site} {SITE_PACKAGES}",
                 # Byte-compiled at build time (sessions cannot write there); torch's wheel
                 # carries a test module in Python 3.12 syntax, never imported on 3.11.
-                f"--customize-hook=chroot \"$1\" python3 -m compileall -q -x '/py31[2-9]_' "
+                f"--customize-hook=chroot \"$1\" python3 -m compileall -q -x \"/py31[2-9]_\" "
                 f"{SITE_PACKAGES}"]
     if root.script is not None:
         cmd += [f"--customize-hook=upload {IMAGES / root.script} /tmp/kraken-customize.sh",
