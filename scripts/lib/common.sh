@@ -54,6 +54,7 @@ do_install() {
   redis_password >/dev/null
   apt_install postgresql redis-server mmdebstrap ca-certificates chromium chromium-driver \
     e2fsprogs mount  # mkfs.ext4, mount and losetup for the per-session scratch filesystems
+  apt_install ffmpeg  # the model tests encode their synthetic videos on the host
   local python="${PYTHON:-python3}"
   command -v "$python" >/dev/null || die "python3 (>= 3.11) not found"
   "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python >= 3.11 is required"
@@ -76,9 +77,9 @@ do_install() {
   fi
 }
 
-build_images() {
+build_images() {  # build_images [all|gpu|...]: a target of python -m kernels.build (default all)
   say "building kernel images (skipped when the recipe is unchanged)"
-  "$PY" -m kernels.build python
+  "$PY" -m kernels.build "${1:-all}"
 }
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...

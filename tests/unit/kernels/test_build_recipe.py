@@ -60,7 +60,7 @@ def test_recipe_hash_follows_the_files_and_the_parent(tmp_path: Path) -> None:
 
 def test_python_context_carries_the_runner_and_its_wire_modules(tmp_path: Path) -> None:
     ctx = build.python_context()
-    names = {arc for _, arc in ctx.files}
+    names = {arc for _, arc in ctx.files} | {arc for arc, _ in ctx.generated}
     assert "Dockerfile" in names
     assert {"opt/kraken/kernels/runner/server.py", "opt/kraken/kernels/runner/__main__.py",
             "opt/kraken/common/codec.py", "opt/kraken/common/msg_runner.py",
@@ -71,7 +71,8 @@ def test_python_context_carries_the_runner_and_its_wire_modules(tmp_path: Path) 
 
 
 def test_dockerfile_declares_the_backend_ai_labels() -> None:
-    text = (build.IMAGES / "python" / "Dockerfile").read_text()
+    text = dict(build.python_context().generated)["Dockerfile"].decode()
+    assert text.splitlines()[1] == f"FROM {build.BASE_IMAGE}"
     for label in ('ai.backend.maxcores="4"', 'ai.backend.maxmem="2g"', 'ai.backend.timeout="0"',
                   'ai.backend.mode="query+pty"', "ai.backend.features=",
                   'ai.backend.kernelspec="1"',
