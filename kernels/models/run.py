@@ -8,7 +8,7 @@ work sits inside ffmpeg, pycolmap or torch: an NG "interrupted" result, then exi
 
 A model is a module with ``run(views, epoch, out_dir, report, log) -> {"outputs":
 {code: file name}, "thumbnail": file name | None, "metrics": {name: number}}``, where
-``report(percent 0..100, message, stage=None)`` and ``log(text)``; it writes its files in
+``report(stage, percent 0..100 of the model's own run, message)`` and ``log(text)``; it writes its files in
 ``out_dir`` (the job's outputs/). Every name in the job directory is opened without
 following symlinks (the directory is in the owner's storage).
 """
@@ -193,8 +193,10 @@ class Job:
             tick = time.monotonic()
             # the checked directory itself, also for the model's subprocesses
             out_dir = Path(f"/proc/{os.getpid()}/fd/{out_fd}")
+            band = self.reporter.stage("model", "train")
             produced = model(views, request.epoch, out_dir,
-                             self.reporter.stage("model", "train"), log)
+                             lambda stage, percent, message: band(percent, message, stage),
+                             log)
             log(f"model: {time.monotonic() - tick:.1f} s")
             result = checked_outputs(out_fd, produced)
         finally:

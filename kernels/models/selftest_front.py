@@ -136,12 +136,12 @@ def fake_model(views: Views, epoch: int, out_dir: Path, report: Callable[..., No
     """A model that trains nothing: it reports, writes its two files and returns."""
     from PIL import Image
     for step in range(epoch):
-        report(100.0 * (step + 1) / epoch, f"step {step + 1} of {epoch}")
+        report("train", 100.0 * (step + 1) / epoch, f"step {step + 1} of {epoch}")
     log(f"fake model: {len(views)} views of {views.size}, {len(views.points)} points")
     subprocess.run([sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write('1')",
                     str(out_dir / "points.txt")], check=True)   # out_dir works in a child
     Image.fromarray((views.images[0] * 255).astype(np.uint8)).save(out_dir / "thumbnail.png")
-    report(100, "exported", "export")
+    report("export", 100, "exported")
     return {"outputs": {"1": "points.txt"}, "thumbnail": "thumbnail.png",
             "metrics": {"psnr": 30.0}}
 
