@@ -4,9 +4,10 @@ The 3D Gaussian splatting image model (Kerbl et al. 2023): each gaussian's mean 
 covariance are projected to the screen (EWA splatting with a 0.3 px² dilation), its
 screen radius is where its alpha falls below 1/255, gaussians are binned into 16x16-pixel tiles,
 each tile's list is sorted front to back, and every pixel alpha-composites only its tile's
-gaussians. The pixel x gaussian pairs of each tile are enumerated without gradients and
-only those with alpha >= 1/255 are kept, so the differentiable part (autograd) works on a
-flat list of contributing pairs instead of padded (tiles, pixels, gaussians) tensors.
+gaussians. The pixel x gaussian pairs of each tile are evaluated without gradients and
+only those that contribute (alpha >= 1/255, before early termination) are kept, so the
+differentiable part (autograd) works on a flat list of contributing pairs instead of
+padded (tiles, pixels, gaussians) tensors.
 
 Camera conventions as in ``views.py`` (OpenCV; pixel centres at integer + 0.5).
 """
@@ -21,6 +22,8 @@ NEAR = 0.2
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.99
 DILATION = 0.3
+T_MIN = 1e-4  # early termination: a pixel stops once its transmittance is below
+CHUNK = 1 << 21  # (tiles x pixels x list) elements evaluated at once
 
 
 @dataclass
@@ -144,56 +147,73 @@ def bin_tiles(means2d: torch.Tensor, radii: torch.Tensor, depths: torch.Tensor,
     return ids[owner[order]], counts
 
 
-def tile_pixels(width: int, height: int) -> torch.Tensor:
-    """Pixel ids (tiles, TILE*TILE) of every tile in row-major tile order; -1 off screen."""
+
+def tile_pixels(width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel ids (tiles, TILE*TILE) of every tile in row-major tile order (-1 off screen)
+    and the pixel centres (tiles, TILE*TILE, 2)."""
     tiles_x = (width + TILE - 1) // TILE
     tiles_y = (height + TILE - 1) // TILE
     ys, xs = torch.meshgrid(torch.arange(tiles_y * TILE), torch.arange(tiles_x * TILE),
                             indexing="ij")
     pid = torch.where((xs < width) & (ys < height), ys * width + xs, torch.full_like(xs, -1))
-    return pid.reshape(tiles_y, TILE, tiles_x, TILE).permute(0, 2, 1, 3).reshape(
-        tiles_y * tiles_x, TILE * TILE)
+    centres = torch.stack([xs, ys], dim=-1).float() + 0.5
 
-
-def gauss_power(pix: torch.Tensor, g: torch.Tensor, means2d: torch.Tensor,
-                conics: torch.Tensor, width: int) -> torch.Tensor:
-    """The gaussian exponent of each (pixel id, gaussian id) pair at the pixel's centre."""
-    px = (pix % width).to(means2d.dtype) + 0.5
-    py = torch.div(pix, width, rounding_mode="floor").to(means2d.dtype) + 0.5
-    m = means2d[g]
-    con = conics[g]
-    dx = px - m[:, 0]
-    dy = py - m[:, 1]
-    power: torch.Tensor = -0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) \
-        - con[:, 1] * dx * dy
-    return power
+    def per_tile(t: torch.Tensor) -> torch.Tensor:
+        t = t.reshape(tiles_y, TILE, tiles_x, TILE, *t.shape[2:]).transpose(1, 2)
+        return t.reshape(tiles_y * tiles_x, TILE * TILE, *t.shape[4:])
+    return per_tile(pid), per_tile(centres)
 
 
 def pixel_pairs(lists: torch.Tensor, counts: torch.Tensor, means2d: torch.Tensor,
                 conics: torch.Tensor, opacities: torch.Tensor, width: int, height: int
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (pixel, gaussian) pairs whose alpha reaches 1/255, ordered by pixel and front to
-    back within a pixel: each tile's pixels crossed with its depth-sorted list."""
+    """The (pixel, gaussian) pairs that contribute: alpha >= 1/255, in front of the point
+    where the pixel's transmittance falls below T_MIN (early termination). Each pixel's
+    pairs are contiguous and front to back. Evaluated per chunk of tiles as dense
+    (tiles, pixels, list) tensors without gradients; tiles of similar list length are
+    chunked together so the padding stays small."""
+    pix_out: list[torch.Tensor] = []
+    g_out: list[torch.Tensor] = []
     with torch.no_grad():
-        pids = tile_pixels(width, height)
-        per_tile = counts * pids.shape[1]
-        total = int(per_tile.sum())
-        tile = torch.repeat_interleave(torch.arange(counts.numel()), per_tile)
-        local = torch.arange(total) - (torch.cumsum(per_tile, 0) - per_tile)[tile]
-        k = counts[tile]
-        first = (torch.cumsum(counts, 0) - counts)[tile]
-        pix = pids[tile, torch.div(local, k, rounding_mode="floor")]
-        g = lists[first + local % k]
-        on = pix >= 0
-        pix, g = pix[on], g[on]
-        power = gauss_power(pix, g, means2d.detach(), conics.detach(), width)
-        alpha = opacities.detach()[g] * torch.exp(power.clamp_max(0.0))
-        keep = (power <= 0) & (alpha >= ALPHA_MIN)
-        pix, g = pix[keep], g[keep]
-        # tiles are row-major blocks of pixels, pixel ids row-major over the image:
-        # a stable sort by pixel id makes each pixel's pairs contiguous, still front to back
-        pix, order = torch.sort(pix, stable=True)
-    return pix, g[order]
+        pids, centres = tile_pixels(width, height)
+        m2 = means2d.detach()
+        con = conics.detach()
+        op = opacities.detach()
+        first = torch.cumsum(counts, 0) - counts
+        order = torch.argsort(counts)
+        order = order[counts[order] > 0]
+        sorted_counts = counts[order].tolist()
+        per_px = pids.shape[1]
+        i = 0
+        while i < len(order):
+            j = i + 1
+            while j < len(order) and (j + 1 - i) * sorted_counts[j] * per_px <= CHUNK:
+                j += 1
+            tiles = order[i:j]
+            k = sorted_counts[j - 1]
+            i = j
+            slot = torch.arange(k)
+            valid = slot[None, :] < counts[tiles][:, None]                      # (T, K)
+            gidx = lists[(first[tiles][:, None] + slot).clamp_max(lists.numel() - 1)]
+            mt, ct, ot = m2[gidx], con[gidx], op[gidx]
+            c = centres[tiles]
+            dx = c[:, :, None, 0] - mt[:, None, :, 0]                           # (T, P, K)
+            dy = c[:, :, None, 1] - mt[:, None, :, 1]
+            power = -0.5 * (ct[:, None, :, 0] * dx * dx + ct[:, None, :, 2] * dy * dy) \
+                - ct[:, None, :, 1] * dx * dy
+            alpha = ot[:, None, :] * torch.exp(power.clamp_max(0.0))
+            keep = (power <= 0) & (alpha >= ALPHA_MIN) & valid[:, None, :] \
+                & (pids[tiles] >= 0)[:, :, None]
+            alpha = torch.where(keep, alpha.clamp_max(ALPHA_MAX), torch.zeros_like(alpha))
+            trans = torch.cumprod(1.0 - alpha, dim=-1)
+            keep &= torch.cat([torch.ones_like(trans[..., :1]), trans[..., :-1]], -1) > T_MIN
+            t_i, p_i, k_i = keep.nonzero(as_tuple=True)
+            pix_out.append(pids[tiles][t_i, p_i])
+            g_out.append(gidx[t_i, k_i])
+    if not pix_out:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty
+    return torch.cat(pix_out), torch.cat(g_out)
 
 
 def rasterize(means: torch.Tensor, quats: torch.Tensor, log_scales: torch.Tensor,
@@ -212,8 +232,14 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, log_scales: torch.Tensor
     pix, g = pixel_pairs(lists, counts, means2d, proj.conics, opacities, cam.width,
                          cam.height)
     n_pix = cam.width * cam.height
-    power = gauss_power(pix, g, means2d, proj.conics, cam.width)
-    alpha = (opacities[g] * torch.exp(power.clamp_max(0.0))).clamp_max(ALPHA_MAX)
+    # one gather for everything a pair needs (and one scatter-add in the backward pass)
+    packed = torch.cat([means2d, proj.conics, opacities[:, None], colors], dim=1).index_select(0, g)
+    # split (not sliced): its backward is one concatenation, not a zero-fill per slice
+    mx, my, ca, cb, cc, op, rgb_g = torch.split(packed, [1, 1, 1, 1, 1, 1, 3], dim=1)
+    dx = (pix % cam.width).to(means.dtype)[:, None] + 0.5 - mx
+    dy = torch.div(pix, cam.width, rounding_mode="floor").to(means.dtype)[:, None] + 0.5 - my
+    power = (-0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy)[:, 0]
+    alpha = (op[:, 0] * torch.exp(power.clamp_max(0.0))).clamp_max(ALPHA_MAX)
     log_t = torch.log1p(-alpha).double()
     csum_before = torch.cumsum(log_t, 0) - log_t
     with torch.no_grad():
@@ -221,10 +247,10 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, log_scales: torch.Tensor
         starts[1:] = pix[1:] != pix[:-1]
         seg_first = torch.cummax(torch.where(starts, torch.arange(pix.numel()),
                                              torch.zeros_like(pix)), 0).values
-    before = torch.exp(csum_before - csum_before[seg_first]).to(alpha.dtype)
+    before = torch.exp(csum_before - csum_before.index_select(0, seg_first)).to(alpha.dtype)
     weights = alpha * before
-    rgb = torch.zeros(n_pix, 3, dtype=means.dtype).index_add(0, pix,
-                                                              weights[:, None] * colors[g])
+    rgb = torch.zeros(n_pix, 3, dtype=means.dtype).index_add(
+        0, pix, weights[:, None] * rgb_g)
     final_t = torch.exp(torch.zeros(n_pix, dtype=torch.float64).index_add(0, pix, log_t))
     img = rgb + final_t.to(means.dtype)[:, None] * background.to(means)
     return RenderOut(img.reshape(cam.height, cam.width, 3), means2d, proj.radii, proj.visible)
