@@ -54,6 +54,8 @@ class TrainConfig:
     max_gaussians: int = 200_000
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     seed: int = 0
+    init_opacity: float = 0.1
+    init_scale: float = 1.0           # times the mean distance to the 3 nearest points
 
 
 @dataclass
@@ -105,13 +107,14 @@ class Gaussians:
 
     NAMES = ("means", "sh_dc", "sh_rest", "opacity_logits", "log_scales", "quats")
 
-    def __init__(self, means: torch.Tensor, colors: torch.Tensor, scale: torch.Tensor) -> None:
+    def __init__(self, means: torch.Tensor, colors: torch.Tensor, scale: torch.Tensor,
+                 opacity: float = 0.1) -> None:
         n = means.shape[0]
         self.params: dict[str, torch.Tensor] = {
             "means": means.float(),
             "sh_dc": ((colors.float() - 0.5) / SH_C0),
             "sh_rest": torch.zeros(n, 15, 3),
-            "opacity_logits": torch.full((n,), math.log(0.1 / 0.9)),
+            "opacity_logits": torch.full((n,), math.log(opacity / (1.0 - opacity))),
             "log_scales": torch.log(scale.float())[:, None].repeat(1, 3),
             "quats": torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
         }
@@ -120,7 +123,8 @@ class Gaussians:
         self.optimizer: torch.optim.Adam | None = None
 
     @classmethod
-    def from_views(cls, views: Views, rng: np.random.Generator) -> Gaussians:
+    def from_views(cls, views: Views, rng: np.random.Generator, opacity: float = 0.1,
+                   scale: float = 1.0) -> Gaussians:
         """From the views' sparse points, or random points around the cameras' target
         when there are fewer than MIN_INIT_POINTS."""
         pts = np.asarray(views.points, dtype=np.float64).reshape(-1, 3)
@@ -134,10 +138,16 @@ class Gaussians:
             pts = mid + d * radius * rng.uniform(0, 1, size=(5000, 1)) ** (1 / 3) * 1.5
             cols = rng.uniform(0, 1, size=(5000, 3))
         means = torch.tensor(pts, dtype=torch.float32)
-        return cls(means, torch.tensor(cols, dtype=torch.float32), _nn_scale(means))
+        return cls(means, torch.tensor(cols, dtype=torch.float32), _nn_scale(means) * scale,
+                   opacity)
 
     def __len__(self) -> int:
         return int(self.params["means"].shape[0])
+
+    def to(self, device: str) -> None:
+        """Move the parameters (before ``setup_optimizer``)."""
+        self.params = {k: v.detach().to(device).requires_grad_(True)
+                       for k, v in self.params.items()}
 
     def opacities(self) -> torch.Tensor:
         return torch.sigmoid(self.params["opacity_logits"])
@@ -208,6 +218,8 @@ class Gaussians:
         reaches the threshold; then drop the nearly transparent and the oversized."""
         with torch.no_grad():
             p = {k: v.detach() for k, v in self.params.items()}
+            dev = p["means"].device
+            grad = grad.to(dev)
             big = torch.exp(p["log_scales"]).max(dim=1).values > cfg.percent_dense * extent
             hot = grad >= cfg.grad_threshold
             room = cfg.max_gaussians - len(self)
@@ -230,14 +242,14 @@ class Gaussians:
                 scales = torch.exp(p["log_scales"][split]).repeat(2, 1)
                 from kernels.models.splat_cpu import quat_to_rotmat
                 rot = quat_to_rotmat(p["quats"][split]).repeat(2, 1, 1)
-                offs = torch.randn(scales.shape, generator=rng) * scales
+                offs = torch.randn(scales.shape, generator=rng).to(dev) * scales
                 pieces = {k: v[split].repeat(2, *([1] * (v.dim() - 1))) for k, v in p.items()}
                 pieces["means"] = pieces["means"] + (rot @ offs[..., None])[..., 0]
                 pieces["log_scales"] = torch.log(scales / 1.6)
                 extra = {k: torch.cat([extra[k], pieces[k]]) for k in p}
             self.append(extra)
             n_after = len(self)
-            drop = torch.zeros(n_after, dtype=torch.bool)
+            drop = torch.zeros(n_after, dtype=torch.bool, device=dev)
             drop[torch.nonzero(split).squeeze(1)] = True  # the split originals
             drop |= self.opacities().detach() < cfg.min_opacity
             drop |= torch.exp(self.params["log_scales"].detach()).max(dim=1).values \
@@ -316,11 +328,12 @@ def train(views: Views, cfg: TrainConfig, rasterize_fn: Rasterize = rasterize,
     gen = torch.Generator().manual_seed(cfg.seed)
     train_ids, _ = views.split()
     cams = cameras(views)
-    images = torch.as_tensor(views.images, dtype=torch.float32)
-    model = Gaussians.from_views(views, rng)
+    images = torch.as_tensor(views.images, dtype=torch.float32).to(device)
+    model = Gaussians.from_views(views, rng, cfg.init_opacity, cfg.init_scale)
+    model.to(device)
     extent = scene_extent(views)
     model.setup_optimizer(cfg, extent)
-    bg = torch.tensor(cfg.background, dtype=torch.float32)
+    bg = torch.tensor(cfg.background, dtype=torch.float32, device=device)
     grad_sum = torch.zeros(len(model))
     grad_n = torch.zeros(len(model))
     densify_until = int(cfg.densify_until * cfg.iterations)
@@ -350,6 +363,7 @@ def train(views: Views, cfg: TrainConfig, rasterize_fn: Rasterize = rasterize,
         with torch.no_grad():
             if it < densify_until and out.means2d.grad is not None:
                 g2 = out.means2d.grad.detach().cpu()
+                g2 = g2[0] if g2.dim() == 3 else g2  # gsplat's is (1, N, 2)
                 g2 = g2 * torch.tensor([cam.width / 2.0, cam.height / 2.0])  # pixel -> NDC
                 vis = out.visible.detach().cpu()
                 grad_sum[vis] += g2[vis].norm(dim=-1)
@@ -367,7 +381,7 @@ def train(views: Views, cfg: TrainConfig, rasterize_fn: Rasterize = rasterize,
             last_report = pct
             progress(min(pct, 100.0), f"iteration {it}, {len(model)} gaussians, "
                                       f"loss {float(loss):.4f}")
-        if log is not None and it % 200 == 0:
+        if log is not None and it % 100 == 0:
             log(f"iteration {it}: loss {float(loss):.4f}, {len(model)} gaussians, "
                 f"{time.monotonic() - start:.1f} s")
     stats.seconds = time.monotonic() - start
@@ -379,7 +393,8 @@ def evaluate(model: Gaussians, views: Views, ids: list[int], cfg: TrainConfig,
              rasterize_fn: Rasterize = rasterize) -> list[float]:
     """PSNR of each view in ``ids`` rendered by the model."""
     cams = cameras(views)
-    bg = torch.tensor(cfg.background, dtype=torch.float32)
+    bg = torch.tensor(cfg.background, dtype=torch.float32,
+                      device=model.params["means"].device)
     out: list[float] = []
     with torch.no_grad():
         for i in ids:

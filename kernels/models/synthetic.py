@@ -83,7 +83,7 @@ def value_noise(p: np.ndarray, seed: int) -> np.ndarray:
 
 def _texture(p: np.ndarray, palette: int, scale: float) -> np.ndarray:
     """Albedo (M, 3) of surface points ``p`` (M, 3): two octaves of noise blend the
-    palette's dark and light colours; a noise-warped stripe pattern paints the third."""
+    palette's dark and light colours; a noise-warped soft stripe pattern paints the third."""
     q = p * scale
     n1 = value_noise(q * 3.0, SEED + palette)
     n2 = value_noise(q * 7.0, SEED + 17 * palette + 5)
@@ -92,7 +92,9 @@ def _texture(p: np.ndarray, palette: int, scale: float) -> np.ndarray:
     dark, light, stripe = PALETTES[palette]
     albedo = dark * (1.0 - mix) + light * mix
     phase = q[:, 0] * 2.3 + q[:, 1] * 1.7 + q[:, 2] * 2.9 + 2.5 * n1
-    band = (np.sin(phase * np.pi * 2.0) > 0.55).astype(np.float32)[:, None]
+    # soft-edged stripes: corners for feature detectors, no aliasing at 160x120
+    band = np.clip((np.sin(phase * np.pi * 2.0) - 0.3) / 0.5, 0.0, 1.0).astype(np.float32)
+    band = (band * band * (3.0 - 2.0 * band))[:, None]
     return (albedo * (1.0 - band) + stripe * band).astype(np.float32)
 
 
