@@ -2,7 +2,7 @@
 
 The 3D Gaussian splatting image model (Kerbl et al. 2023): each gaussian's mean and
 covariance are projected to the screen (EWA splatting with a 0.3 px² dilation), its
-screen radius is where its alpha falls below 1/255, gaussians are binned into 16x16-pixel tiles,
+screen radius is where its alpha falls below 1/255, gaussians are binned into 8x8-pixel tiles,
 each tile's list is sorted front to back, and every pixel alpha-composites only its tile's
 gaussians. The pixel x gaussian pairs of each tile are evaluated without gradients and
 only those that contribute (alpha >= 1/255, before early termination) are kept, so the
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-TILE = 16  # pixels per tile side
+TILE = 8  # pixels per tile side (8 measured ~2x faster than 16 on the CPU)
 NEAR = 0.2
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.99

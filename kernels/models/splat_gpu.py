@@ -14,7 +14,7 @@ import torch
 
 from kernels.models import splat_cpu
 from kernels.models.gaussians import Rasterize
-from kernels.models.splat_cpu import DILATION, NEAR, TILE, Camera, RenderOut
+from kernels.models.splat_cpu import DILATION, NEAR, Camera, RenderOut
 
 
 @dataclass
@@ -44,7 +44,7 @@ def gsplat_rasterizer(gsplat: Any) -> Rasterize:
             means=means, quats=quats, scales=torch.exp(log_scales), opacities=opacities,
             colors=colors, viewmats=cam.world_to_cam.to(dev)[None],
             Ks=cam.intrinsics.to(dev)[None], width=cam.width, height=cam.height,
-            near_plane=NEAR, eps2d=DILATION, packed=False, tile_size=TILE,
+            near_plane=NEAR, eps2d=DILATION, packed=False,
             backgrounds=background.to(dev)[None], render_mode="RGB")
         means2d = meta["means2d"]
         if means2d.requires_grad:
