@@ -1,11 +1,11 @@
 """Gaussian-splatting training on the synthetic scene with known poses.
 
-    /usr/bin/python3 -m bench.splat_cpu [--seconds 240] [--threads N] [--size 160x120]
+    /usr/bin/python3 -m bench.splat_cpu [--epoch 100] [--threads N] [--size 160x120]
 
 Needs PyTorch (Debian's python3-torch, as in the model images). Renders the 48-view orbit
 of kernels/models/synthetic.py, trains on the 42 training views with the pipeline's
-defaults (kernels/models/gaussians.TrainConfig; the iteration count is capped by the
-time budget, as Epoch 100 is) and prints the held-out PSNR over the 6 held-out views,
+settings for --epoch (gaussian_splatting.config_for: Epoch 100 is 4200 iterations or
+240 s on the CPU, whichever comes first) and prints the held-out PSNR over the 6 held-out views,
 the wall time, the iterations and iterations/s. The CPU rasteriser always; where CUDA
 and gsplat are available, also gsplat at --gpu-size (full resolution).
 """
@@ -18,20 +18,20 @@ import time
 import numpy as np
 import torch
 
-from kernels.models import gaussians, splat_cpu, splat_gpu, synthetic
+from kernels.models import gaussian_splatting, gaussians, splat_cpu, splat_gpu, synthetic
 
 
-def bench(label: str, width: int, height: int, seconds: float, iterations: int,
+def bench(label: str, width: int, height: int, epoch: int, seconds: float | None,
           backend: splat_gpu.Backend) -> None:
     t0 = time.perf_counter()
     views = synthetic.render(width, height, 48)
     render_s = time.perf_counter() - t0
-    cfg = gaussians.TrainConfig(iterations=iterations, time_budget=seconds)
-    if backend.name == "gsplat":
-        cfg.sh_degree = 3
+    train_ids, held = views.split()
+    cfg = gaussian_splatting.config_for(epoch, len(train_ids), backend.name == "gsplat")
+    if seconds is not None:
+        cfg.time_budget = seconds
     t0 = time.perf_counter()
     model, stats = gaussians.train(views, cfg, backend.rasterize, device=backend.device)
-    _, held = views.split()
     psnr = float(np.mean(gaussians.evaluate(model, views, held, cfg, backend.rasterize)))
     wall = time.perf_counter() - t0
     print(f"{label}: {width}x{height}, {len(views)} views (scene render {render_s:.1f} s), "
@@ -44,9 +44,9 @@ def bench(label: str, width: int, height: int, seconds: float, iterations: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=240.0, help="training time budget")
-    parser.add_argument("--iterations", type=int, default=4200,
-                        help="iteration cap (Epoch 100 x 42 training views)")
+    parser.add_argument("--epoch", type=int, default=100, help="the API's Epoch (1..100)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="training time budget instead of the Epoch's")
     parser.add_argument("--threads", type=int,
                         default=int(os.environ.get("KRAKEN_ATLAS_THREADS") or 0)
                         or os.cpu_count() or 1)
@@ -58,11 +58,11 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     cpu = splat_gpu.Backend("cpu", "cpu", splat_cpu.rasterize, "benchmark")
-    bench("CPU rasteriser", width, height, args.seconds, args.iterations, cpu)
+    bench("CPU rasteriser", width, height, args.epoch, args.seconds, cpu)
     gpu = splat_gpu.select()
     if gpu.name == "gsplat":
         gw, gh = (int(v) for v in args.gpu_size.split("x"))
-        bench(f"gsplat ({gpu.reason})", gw, gh, args.seconds, args.iterations, gpu)
+        bench(f"gsplat ({gpu.reason})", gw, gh, args.epoch, args.seconds, gpu)
     else:
         print(f"gsplat: not run ({gpu.reason})")
 

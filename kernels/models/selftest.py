@@ -8,6 +8,7 @@ The unit tests call the same checks; the integration test runs this module insid
 from __future__ import annotations
 
 import math
+import pathlib
 import sys
 import tempfile
 import traceback
@@ -138,7 +139,7 @@ def check_ply_round_trip() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/point_cloud.ply"
         ply.write(path, cloud)
-        raw = open(path, "rb").read()
+        raw = pathlib.Path(path).read_bytes()
         count, names, body = ply.read_header(raw)
         assert count == n and len(names) == 62 and names == ply.PROPERTIES
         assert names[:9] == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]

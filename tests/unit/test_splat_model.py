@@ -22,14 +22,16 @@ def test_fifty_iterations_raise_psnr() -> None:
     selftest.check_short_fit_raises_psnr()
 
 
-def test_selftest_main_reports_success(capsys: pytest.CaptureFixture[str]) -> None:
-    selftest.CHECKS = [selftest.check_ply_round_trip]
-    try:
-        assert selftest.main() == 0
-    finally:
-        import importlib
-        importlib.reload(selftest)
-    assert "ok   check_ply_round_trip" in capsys.readouterr().out
+def test_selftest_main_reports_each_check(capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> None:
+        raise AssertionError("broken on purpose")
+    monkeypatch.setattr(selftest, "CHECKS", [selftest.check_ply_round_trip])
+    assert selftest.main() == 0
+    monkeypatch.setattr(selftest, "CHECKS", [selftest.check_ply_round_trip, broken])
+    assert selftest.main() == 1
+    out = capsys.readouterr().out
+    assert "ok   check_ply_round_trip" in out and "FAIL broken" in out
 
 
 def test_epoch_maps_to_passes_over_the_views_within_a_time_budget() -> None:
