@@ -42,13 +42,13 @@ class TrainConfig:
     sh_degree: int = 0                # highest SH degree trained (the file keeps degree 3)
     lr_means: float = 0.00016         # times the scene extent, decays to 1/100
     lr_means_final: float = 0.0000016
-    lr_sh_dc: float = 0.01
+    lr_sh_dc: float = 0.02
     lr_opacity: float = 0.05
     lr_scales: float = 0.01
     lr_quats: float = 0.001
     lambda_dssim: float = 0.2
     densify_from: int = 50
-    densify_until: float = 0.6        # fraction of the training (iterations or time)
+    densify_until: float = 0.5        # fraction of the training (iterations or time)
     densify_every: int = 50
     grad_threshold: float = 0.0002    # of the screen-space position gradient, NDC units
     percent_dense: float = 0.01       # clone below, split above this fraction of the extent
