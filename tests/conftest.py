@@ -14,11 +14,14 @@ import pytest
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     """Under `scripts/dev test` (KRAKEN_NO_SKIP=1) a skipped test is a failure: a
     missing service or image must not let the suite pass while testing nothing. The one
-    exception is a test marked ``gpu``: it needs NVIDIA hardware, which CI machines do
-    not have (run them on a GPU host: `pytest -m gpu`)."""
+    exceptions are tests marked ``gpu``: they need NVIDIA hardware, which CI machines do
+    not have (run them on a GPU host: `pytest -m gpu`), and ``torch``: the project venv
+    has no PyTorch (the model images do; tests/integration/models runs those checks
+    inside the image)."""
     outcome = yield
     report = outcome.get_result()
     if report.skipped and os.environ.get("KRAKEN_NO_SKIP") == "1" \
-            and item.get_closest_marker("gpu") is None:
+            and item.get_closest_marker("gpu") is None \
+            and item.get_closest_marker("torch") is None:
         report.outcome = "failed"
         report.longrepr = f"skipped under KRAKEN_NO_SKIP=1: {report.longrepr}"
