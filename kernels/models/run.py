@@ -8,8 +8,8 @@ work sits inside ffmpeg, pycolmap or torch: an NG "interrupted" result, then exi
 
 A model is a module with ``run(views, epoch, out_dir, report, log) -> {"outputs":
 {code: file name}, "thumbnail": file name | None, "metrics": {name: number}}``, where
-``report(stage, percent 0..100 of the model's own run, message)`` and ``log(text)``; it writes its files in
-``out_dir`` (the job's outputs/). Every name in the job directory is opened without
+``report(stage, percent 0..100 of the model's own run, message)`` and ``log(text)``;
+it writes its files in ``out_dir`` (the job's outputs/). Every name in the job directory is opened without
 following symlinks (the directory is in the owner's storage).
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import math
 import os
 import shutil
 import signal
@@ -133,7 +134,10 @@ def checked_outputs(out_fd: int, produced: dict[str, Any]) -> jobfiles.Result:
             raise JobError(f"the model did not write {name}") from None
         if not stat.S_ISREG(mode.st_mode):
             raise JobError(f"the model's output {name} is not a regular file")
-    metrics = {str(k): float(v) for k, v in (produced.get("metrics") or {}).items()}
+    # result.json's metrics are finite numbers; a model's labels (the renderer's name) and
+    # unknowns (no PSNR without held-out views) stay in its log
+    metrics = {str(k): float(v) for k, v in (produced.get("metrics") or {}).items()
+               if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
     return jobfiles.Result(status="OK", outputs=outputs, thumbnail=thumbnail or None,
                            metrics=metrics)
 
