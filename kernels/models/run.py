@@ -9,8 +9,8 @@ work sits inside ffmpeg, pycolmap or torch: an NG "interrupted" result, then exi
 A model is a module with ``run(views, epoch, out_dir, report, log) -> {"outputs":
 {code: file name}, "thumbnail": file name | None, "metrics": {name: number}}``, where
 ``report(stage, percent 0..100 of the model's own run, message)`` and ``log(text)``;
-it writes its files in ``out_dir`` (the job's outputs/). Every name in the job directory is opened without
-following symlinks (the directory is in the owner's storage).
+it writes its files in ``out_dir`` (the job's outputs/). Every name in the job
+directory is opened without following symlinks (the directory is in the owner's storage).
 """
 from __future__ import annotations
 
