@@ -53,7 +53,7 @@ def train_stage(grid: RadianceGrid, sampler: RaySampler, plan: StagePlan,
     now and then. Returns the last smoothed photometric loss (MSE)."""
     optimizer = torch.optim.Adam([
         {"params": [grid.density, grid.color], "lr": plan.lr},
-        {"params": [grid.background], "lr": plan.lr * 0.1},
+        {"params": [grid.background], "lr": plan.lr},
     ])
     n_samples = samples_for(grid.resolution)
     smoothed = math.nan

@@ -4,10 +4,10 @@ removal, and the glb/obj writers.
 The iso-level is chosen from the density distribution by Otsu's method on log density:
 the grid is mostly empty space (low density) plus a surface shell (high density), two
 modes of ``log(sigma)``; Otsu's level is the one that best separates them (largest
-between-class variance). It is never set below ``MIN_SURFACE_SIGMA``, the density at which
-one unit of optical depth is reached over a twentieth of the box, so that a field of fog
-alone yields no surface. Only numpy here at module level: PyMCubes and trimesh are
-imported where used.
+between-class variance). It is never set below the opacity floor: the density at which one
+voxel is half opaque (alpha 0.5 across one voxel, sigma = ln 2 / voxel length), so that thin
+fog is not meshed and a field of fog alone yields no surface. Only numpy here at module
+level: PyMCubes and trimesh are imported where used.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-MIN_SURFACE_SIGMA = 10.0   # per unit length of the [-1, 1] box: optical depth 1 over 0.1
 HISTOGRAM_BINS = 256
 FLOATER_FRACTION = 0.05    # keep components with at least this share of the largest's faces
 
@@ -45,13 +44,19 @@ def otsu_level(values: np.ndarray, bins: int = HISTOGRAM_BINS) -> float:
     return float(edges[1:-1][int(np.argmax(between))])
 
 
+def opacity_floor(resolution: int) -> float:
+    """The density (per unit length of the [-1, 1] box) at which one voxel is half opaque."""
+    return math.log(2.0) * (resolution - 1) / 2.0
+
+
 def surface_level(density: np.ndarray) -> float:
-    """The iso-level for marching cubes (see the module docstring); raises EmptyFieldError
-    when no voxel reaches it."""
-    if density.size == 0 or float(density.max()) < MIN_SURFACE_SIGMA:
+    """The iso-level for marching cubes of a cubic density grid (see the module docstring);
+    raises EmptyFieldError when no voxel reaches it."""
+    floor = opacity_floor(density.shape[0])
+    if density.size == 0 or float(density.max()) <= floor:
         raise EmptyFieldError()
     level = math.exp(otsu_level(np.log(np.maximum(density.ravel(), 1e-6))))
-    return max(level, MIN_SURFACE_SIGMA)
+    return max(level, floor)
 
 
 def component_labels(n_vertices: int, faces: np.ndarray) -> np.ndarray:

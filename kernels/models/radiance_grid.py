@@ -1,6 +1,7 @@
 """A voxel-grid radiance field in PyTorch (CPU is enough): a density grid and an RGB grid
-sampled trilinearly, rendered by alpha compositing along rays, over a learned constant
-background.
+sampled trilinearly, rendered by alpha compositing along rays, over a learned background
+that depends on the ray's direction only (a small equirectangular environment map: sky,
+distant walls, anything outside the box).
 
 Coordinates: the grid spans the unit cube [-1, 1]^3 of a ``scene_box.Box``; rays are
 given in those unit coordinates (origin and an unnormalised direction, so that a ray
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 
 DENSITY_SCALE = 50.0   # sigma = softplus(raw + DENSITY_SHIFT) * DENSITY_SCALE, per unit length
 DENSITY_SHIFT = -8.0   # a fresh grid is nearly transparent (optical depth ~0.03 across the box)
+ENV_SIZE = (16, 32)    # background map: (elevation, azimuth) cells
 
 
 def box_interval(origins: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,7 +36,7 @@ def box_interval(origins: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tenso
 def composite(sigma: torch.Tensor, rgb: torch.Tensor, deltas: torch.Tensor,
               background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Alpha compositing of (B, S) densities and (B, S, 3) colours with (B, S) step
-    lengths over ``background`` (3,). Returns the (B, 3) colours and (B,) opacities."""
+    lengths over ``background`` (3,) or (B, 3). Returns the (B, 3) colours and (B,) opacities."""
     alpha = 1.0 - torch.exp(-sigma * deltas)
     ones = torch.ones_like(alpha[:, :1])
     transmittance = torch.cumprod(torch.cat([ones, 1.0 - alpha + 1e-10], dim=1), dim=1)
@@ -45,14 +47,15 @@ def composite(sigma: torch.Tensor, rgb: torch.Tensor, deltas: torch.Tensor,
 
 
 class RadianceGrid(torch.nn.Module):
-    """Raw density (1, 1, R, R, R) and colour logits (1, 3, R, R, R), plus background logits."""
+    """Raw density (1, 1, R, R, R) and colour logits (1, 3, R, R, R), plus background logits
+    (1, 3, 16, 32) over ray directions."""
 
     def __init__(self, resolution: int) -> None:
         super().__init__()
         size = (1, 1, resolution, resolution, resolution)
         self.density = torch.nn.Parameter(torch.zeros(size))
         self.color = torch.nn.Parameter(torch.zeros((1, 3) + size[2:]))
-        self.background = torch.nn.Parameter(torch.zeros(3))
+        self.background = torch.nn.Parameter(torch.zeros((1, 3) + ENV_SIZE))
 
     @property
     def resolution(self) -> int:
@@ -68,8 +71,15 @@ class RadianceGrid(torch.nn.Module):
         sigma = F.softplus(samples[0] + DENSITY_SHIFT) * DENSITY_SCALE * inside
         return sigma, torch.sigmoid(samples[1:].t())
 
-    def background_rgb(self) -> torch.Tensor:
-        return torch.sigmoid(self.background)
+    def background_rgb(self, dirs: torch.Tensor) -> torch.Tensor:
+        """Background colours (B, 3) seen along directions (B, 3)."""
+        unit = dirs / dirs.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+        azimuth = torch.atan2(unit[:, 1], unit[:, 0]) / math.pi
+        elevation = torch.asin(unit[:, 2].clamp(-1.0, 1.0)) / (math.pi / 2)
+        where = torch.stack([azimuth, elevation], dim=-1).view(1, -1, 1, 2)
+        logits = F.grid_sample(self.background, where, mode="bilinear",
+                               padding_mode="border", align_corners=True)
+        return torch.sigmoid(logits.view(3, -1).t())
 
     def render(self, origins: torch.Tensor, dirs: torch.Tensor, n_samples: int,
                jitter: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +96,7 @@ class RadianceGrid(torch.nn.Module):
         step = span * dirs.norm(dim=-1) / n_samples
         deltas = step[:, None].expand(-1, n_samples)
         return composite(sigma.view(-1, n_samples), rgb.view(-1, n_samples, 3), deltas,
-                         self.background_rgb())
+                         self.background_rgb(dirs))
 
     def total_variation(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean squared neighbour differences of the density and of the colour grid."""

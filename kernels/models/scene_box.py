@@ -42,21 +42,24 @@ def axes_meeting_point(views: Views) -> np.ndarray:
 
 
 def scene_box(views: Views) -> Box:
-    """The cube the radiance field lives in: around the sparse points when there are enough,
-    else around the point the cameras look at, as wide as the median view sees at that depth."""
-    if len(views.points) >= MIN_POINTS:
-        low = np.percentile(views.points, POINT_PERCENTILE, axis=0)
-        high = np.percentile(views.points, 100.0 - POINT_PERCENTILE, axis=0)
-        center = (low + high) / 2.0
-        half = float(np.max(high - low)) / 2.0
-    else:
-        center = axes_meeting_point(views)
-        depth = float(np.median(np.linalg.norm(views.camera_centers() - center, axis=1)))
-        height, width = views.size
-        focal = float(np.median(views.intrinsics[:, 0, 0]))
-        half = depth * (min(height, width) / 2.0) / focal
+    """The cube the radiance field lives in. The cameras bound it: around the point they
+    look at, as wide as the median view sees at that depth (what lies farther, such as a sky,
+    is the background's). Sparse points inside that cube shrink it to their extent when
+    there are enough of them."""
+    center = axes_meeting_point(views)
+    depth = float(np.median(np.linalg.norm(views.camera_centers() - center, axis=1)))
+    height, width = views.size
+    focal = float(np.median(views.intrinsics[:, 0, 0]))
+    half = depth * (min(height, width) / 2.0) / focal
     if not np.isfinite(half) or half <= 0:
-        raise ValueError("cannot place the scene: the cameras and points span no volume")
+        raise ValueError("cannot place the scene: the cameras look at no common volume")
+    inside = views.points[np.all(np.abs(views.points - center) <= half, axis=1)]
+    if len(inside) >= MIN_POINTS:
+        low = np.percentile(inside, POINT_PERCENTILE, axis=0)
+        high = np.percentile(inside, 100.0 - POINT_PERCENTILE, axis=0)
+        if float(np.max(high - low)) > 0:
+            center = (low + high) / 2.0
+            half = float(np.max(high - low)) / 2.0
     return Box(center=np.asarray(center, dtype=np.float64), half=half * BOX_MARGIN)
 
 
