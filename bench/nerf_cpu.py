@@ -35,7 +35,7 @@ def main() -> None:
     sampler = grid_training.RaySampler(views, views.split()[0], box)
     plan = grid_training.StagePlan(resolution=nerf2mesh.COARSE, iterations=10)
     started = time.monotonic()
-    grid_training.train_stage(RadianceGrid(plan.resolution), sampler, plan, lambda s, l: None)
+    grid_training.train_stage(RadianceGrid(plan.resolution), sampler, plan, lambda step, loss: None)
     per_iteration = (time.monotonic() - started) / plan.iterations
 
     with tempfile.TemporaryDirectory() as tmp:
