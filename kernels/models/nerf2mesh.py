@@ -4,6 +4,7 @@ meshes (glb, obj) and a turntable GIF.
 Epoch → work (``plan_for``): stage 0 trains a COARSE³ grid for ``100 + 100·epoch``
 iterations and gives mesh_0; stage 1 upsamples it to FINE³ and trains
 ``50·epoch`` more iterations (at least 50) and gives mesh_1; 2,048 rays per iteration.
+The coarse grid starts from the sparse points (their voxels dense and of their colour).
 Epoch 1 is 200 + 50 iterations (well under a minute at 160×120 on two cores), epoch 100 is
 10,100 + 5,000.
 """
@@ -63,6 +64,9 @@ def run(views: Views, epoch: int, out_dir: Path, report: Report, log: Log) -> di
     sampler = training.RaySampler(views, train, box)
     grids = []
     grid = radiance_grid.RadianceGrid(plan_for(epoch)[0][0])
+    if len(views.points) == len(views.colors) > 0:
+        seeded = grid.seed_points(box.to_unit(views.points), views.colors)
+        log(f"seeded {seeded} voxels from {len(views.points)} sparse points")
     for number, ((resolution, iterations), (low, high)) in enumerate(
             zip(plan_for(epoch), ((0.0, 35.0), (35.0, 75.0)), strict=True)):
         if grid.resolution != resolution:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 DENSITY_SCALE = 50.0   # sigma = softplus(raw + DENSITY_SHIFT) * DENSITY_SCALE, per unit length
 DENSITY_SHIFT = -8.0   # a fresh grid is nearly transparent (optical depth ~0.03 across the box)
+SEED_DENSITY = 8.0     # raw density of voxels holding sparse points (sigma 35 per unit)
 ENV_SIZE = (16, 32)    # background map: (elevation, azimuth) cells
 
 
@@ -104,6 +105,22 @@ class RadianceGrid(torch.nn.Module):
             return sum(  # type: ignore[return-value]
                 (grid.diff(dim=axis) ** 2).mean() for axis in (2, 3, 4))
         return tv(self.density), tv(self.color)
+
+    @torch.no_grad()
+    def seed_points(self, unit_points: np.ndarray, colors: np.ndarray) -> int:
+        """Make the voxels holding sparse points (P, 3 in unit coordinates, colours P, 3)
+        dense and of the points' colour: a start from structure from motion. Returns how
+        many voxels were seeded."""
+        inside = np.all(np.abs(unit_points) <= 1.0, axis=1)
+        if not inside.any():
+            return 0
+        scale = self.resolution - 1
+        index = np.round((unit_points[inside] + 1.0) / 2.0 * scale).astype(np.int64)
+        x, y, z = (torch.from_numpy(index[:, axis]) for axis in range(3))
+        self.density[0, 0, z, y, x] = SEED_DENSITY
+        rgb = torch.from_numpy(np.clip(colors[inside], 0.05, 0.95)).float()
+        self.color[0, :, z, y, x] = torch.logit(rgb).t()
+        return int(len(np.unique(index, axis=0)))
 
     @torch.no_grad()
     def upsampled(self, resolution: int) -> RadianceGrid:
