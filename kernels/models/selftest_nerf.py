@@ -18,7 +18,7 @@ import tempfile
 import numpy as np
 
 MIN_PSNR = 15.0       # held-out PSNR after epoch 1 at 96x72 (measured 16.1-16.3 dB)
-MIN_PSNR_GAIN = 2.5   # over the untrained field's (13.1 dB measured)
+MIN_PSNR_GAIN = 2.0   # over the untrained field's (13.1 dB measured)
 
 
 class CheckFailed(Exception):
