@@ -83,15 +83,16 @@ def run(views: Views, epoch: int, out_dir: Path, report: Report, log: Log) -> di
                                     progress)
         log(f"stage {number}: grid {resolution}^3, {iterations} iterations, loss {loss:.5f}, "
             f"{time.monotonic() - stage_started:.1f} s")
-    score = training.held_out_psnr(grid, views, held, box)
-    log(f"held-out PSNR: {score:.2f} dB over {len(held)} views")
+    score = round(training.held_out_psnr(grid, views, held, box), 2) if held else None
+    log(f"held-out PSNR: {score:.2f} dB over {len(held)} views" if score is not None
+        else "held-out PSNR: none (too few views to hold any out)")
     vertices = export_meshes(grids, box, out_dir, report, log)
     export_turntable(grid, views, box, out_dir, report)
     seconds = round(time.monotonic() - started, 1)
     log(f"nerf2mesh done in {seconds} s")
     return {"outputs": {"1": "mesh_1.glb", "2": "mesh_0.glb", "3": "turntable.gif"},
             "thumbnail": "thumbnail.png",
-            "metrics": {"psnr": round(score, 2), "vertices": vertices, "seconds": seconds}}
+            "metrics": {"psnr": score, "vertices": vertices, "seconds": seconds}}
 
 
 def export_meshes(grids: list[RadianceGrid], box: Box, out_dir: Path, report: Report,
