@@ -5,7 +5,7 @@ Epoch → work (``plan_for``): stage 0 trains a COARSE³ grid for ``100 + 100·e
 iterations and gives mesh_0; stage 1 upsamples it to FINE³ and trains
 ``25 + 25·epoch`` more iterations and gives mesh_1; 2,048 rays per iteration.
 The coarse grid starts from the sparse points (their voxels dense and of their colour).
-Epoch 1 is 200 + 50 iterations, epoch 3 is 400 + 100 (a fine iteration costs about three
+Epoch 1 is 200 + 50 iterations, epoch 3 is 400 + 100 (a fine iteration costs two to four
 coarse ones), epoch 100 is 10,100 + 2,525. Time per iteration does not depend on the image
 size (a fixed number of rays); see docs/benchmarks.md for the measured wall times.
 """
