@@ -124,4 +124,4 @@ def write_glb(path: Path, vertices: np.ndarray, faces: np.ndarray, colors: np.nd
     rgba = np.hstack([np.clip(colors, 0.0, 1.0) * 255.0, np.full((len(colors), 1), 255.0)])
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces,
                            vertex_colors=np.round(rgba).astype(np.uint8), process=False)
-    path.write_bytes(mesh.export(file_type="glb"))
+    mesh.export(str(path), file_type="glb")

@@ -85,9 +85,15 @@ def check_pipeline(width: int, height: int, n_views: int, epoch: int) -> None:
               f"(need >= {MIN_PSNR} and +{MIN_PSNR_GAIN})")
         for name in ("mesh_1.glb", "mesh_0.glb", "mesh_1.obj"):
             mesh = trimesh.load(out / name, force="mesh")
-            colors = np.asarray(mesh.visual.vertex_colors)
-            check(mesh.visual.kind == "vertex" and len(colors) == len(mesh.vertices) > 100
-                  and np.ptp(colors[:, :3]) > 0, f"{name}: {len(mesh.vertices)} coloured vertices")
+            check(isinstance(mesh, trimesh.Trimesh), f"{name} loads as one mesh")
+            assert isinstance(mesh, trimesh.Trimesh)
+            visual = mesh.visual
+            check(isinstance(visual, trimesh.visual.ColorVisuals) and visual.kind == "vertex",
+                  f"{name} has vertex colours")
+            assert isinstance(visual, trimesh.visual.ColorVisuals)
+            colors = np.asarray(visual.vertex_colors)
+            check(bool(len(colors) == len(mesh.vertices) > 100 and np.ptp(colors[:, :3]) > 0),
+                  f"{name}: {len(mesh.vertices)} coloured vertices")
             low, high = mesh.bounds
             check(bool(np.all(np.abs(low) < 4.0) and np.all(np.abs(high) < 4.0)
                        and np.all(high - low > 0.5)),
