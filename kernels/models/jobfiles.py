@@ -230,3 +230,15 @@ def open_append(dir_fd: int, name: str) -> int:
     """A descriptor appending to ``name`` (created if missing; a symlink is refused)."""
     return os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                    0o644, dir_fd=dir_fd)
+
+
+def make_job_dir(root: str | os.PathLike[str], request: Request, video: bytes) -> str:
+    """A job directory as the manager lays it out (for self-tests and benchmarks that run
+    the job runner without a manager): ``root/<requestId>/{request.json,input/…}``."""
+    job = os.path.join(root, safe_name(request.request_id))
+    os.makedirs(os.path.join(job, INPUT_DIR))
+    with open(os.path.join(job, request.input), "wb") as fh:
+        fh.write(video)
+    with open(os.path.join(job, REQUEST), "w") as fh:
+        fh.write(request.to_json())
+    return job

@@ -14,7 +14,6 @@ tests/integration/kernels/test_models_front.py.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -147,15 +146,10 @@ def fake_model(views: Views, epoch: int, out_dir: Path, report: Callable[..., No
 
 
 def make_job(tmp: Path, name: str, model: str, video: Path | None, epoch: int = 2) -> Path:
-    job = tmp / "jobs" / name
-    (job / "input").mkdir(parents=True)
-    target = job / "input" / "clip.mp4"
-    if video is not None:
-        target.write_bytes(video.read_bytes())
-    (job / "request.json").write_text(json.dumps({
-        "requestId": name, "model": model, "itemName": "chair", "epoch": epoch,
-        "resize": False, "input": "input/clip.mp4"}))
-    return job
+    request = jobfiles.Request(request_id=name, model=model, item_name="chair", epoch=epoch,
+                               resize=False, input="input/clip.mp4")
+    return Path(jobfiles.make_job_dir(tmp / "jobs", request,
+                                      video.read_bytes() if video is not None else b""))
 
 
 def launch(job: Path, fake: bool, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -217,6 +211,7 @@ def check_run_refusals(tmp: Path) -> None:
     assert code == 1 and result.error and result.error.startswith(
         "structure from motion registered 0 of 24 frames"), result
     job = make_job(tmp, "videolink", "gaussian-splatting", None)
+    (job / "input" / "clip.mp4").unlink()
     (job / "input" / "clip.mp4").symlink_to(synthetic_video(tmp))
     code, _, result = finished(job, launch(job, fake=False), 60)
     assert code == 1 and result.error and "cannot open the input" in result.error, result
