@@ -5,7 +5,7 @@
 Needs PyTorch (Debian's python3-torch, as in the model images). Renders the 48-view orbit
 of kernels/models/synthetic.py, trains on the 42 training views with the pipeline's
 settings for --epoch (gaussian_splatting.config_for: Epoch 100 is 4200 iterations or
-240 s on the CPU, whichever comes first) and prints the held-out PSNR over the 6 held-out views,
+200 s on the CPU, whichever comes first) and prints the held-out PSNR over the 6 held-out views,
 the wall time, the iterations and iterations/s. The CPU rasteriser always; where CUDA
 and gsplat are available, also gsplat at --gpu-size (full resolution).
 

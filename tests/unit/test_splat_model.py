@@ -39,7 +39,7 @@ def test_epoch_maps_to_passes_over_the_views_within_a_time_budget() -> None:
     low, high, clamped = config_for(1, 42, gpu=False), config_for(100, 42, gpu=False), \
         config_for(0, 42, gpu=False)
     assert (low.iterations, low.time_budget) == (42, 15.0)
-    assert (high.iterations, high.time_budget) == (4200, 240.0)
+    assert (high.iterations, high.time_budget) == (4200, 200.0)
     assert clamped.iterations == 42
     gpu = config_for(3, 42, gpu=True)
     assert (gpu.iterations, gpu.time_budget, gpu.sh_degree) == (126, 180.0, 3)
