@@ -7,6 +7,7 @@ private key that others can read.
 """
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import stat
@@ -42,3 +43,13 @@ def require_private(path: Path, what: str) -> None:
     why = loose_mode(path)
     if why is not None:
         raise ConfigError(f"refusing to use the {what}: {why}")
+
+
+def write_new_key(path: Path, n_bytes: int) -> Path:
+    """Write ``n_bytes`` of fresh randomness, base64, to ``path`` (mode 0600 from the
+    start); refuse to overwrite an existing file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(os.urandom(n_bytes)).decode() + "\n")
+    return path

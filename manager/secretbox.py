@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from common.config import ConfigError
-from common.filemodes import require_private
+from common.filemodes import require_private, write_new_key
 
 PREFIX = "k1"
 KEY_BYTES = 32
@@ -67,11 +67,7 @@ class SecretBox:
 
 def generate(path: Path) -> Path:
     """Write a fresh key to ``path`` (mode 0600); refuse to overwrite an existing one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.b64encode(os.urandom(KEY_BYTES)).decode() + "\n")
-    return path
+    return write_new_key(path, KEY_BYTES)
 
 
 def load(path: Path | None) -> SecretBox:

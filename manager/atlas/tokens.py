@@ -15,7 +15,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ import jwt
 
 from common.config import ConfigError
 from common.errors import AuthenticationFailed
-from common.filemodes import require_private
+from common.filemodes import require_private, write_new_key
 
 ALGORITHM = "HS256"
 ACCESS = "access"
@@ -95,11 +94,7 @@ class TokenKey:
 
 def generate(path: Path) -> Path:
     """Write a fresh key to ``path`` (mode 0600); refuse to overwrite an existing one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.b64encode(os.urandom(KEY_BYTES)).decode() + "\n")
-    return path
+    return write_new_key(path, KEY_BYTES)
 
 
 def load(path: Path) -> TokenKey:
