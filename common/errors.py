@@ -98,6 +98,32 @@ class MalformedJSON(InvalidAPIParameters):
     slug, title = "malformed-json", "Malformed JSON in the request body"
 
 
+# the seed 000 job API's message for every refused request (its problems carry `message`)
+INVALID_REQUEST_SYNTAX = "Invalid request syntax"
+
+
+class BadJobRequest(InvalidAPIParameters):
+    """A job-creation form the API does not take (fields, spellings, values)."""
+
+    slug, title = "invalid-job-request", "Invalid request syntax"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, message=INVALID_REQUEST_SYNTAX)
+
+
+class InvalidVideo(InvalidAPIParameters):
+    slug, title = "invalid-video", "The uploaded video does not meet the model's limits"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, message=INVALID_REQUEST_SYNTAX)
+
+
+class ModelNotInstalled(InvalidAPIParameters):
+    """A known model that no kernel image offers."""
+
+    slug, title = "model-not-installed", "This model is not installed on this cluster"
+
+
 class HostNotAllowed(InvalidAPIParameters):
     slug, title = "host-not-allowed", "The Host header names no host this manager serves"
 
@@ -164,6 +190,10 @@ class ImageNotFound(NotFound):
 
 class VFolderNotFound(NotFound):
     slug, title = "vfolder-not-found", "No such virtual folder"
+
+
+class ItemNotFound(NotFound):
+    slug, title = "item-not-found", "No such item"
 
 
 class PathNotFound(NotFound):

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from common.errors import KrakenError, NotFound
+from common.errors import BadJobRequest, KrakenError, NotFound
 from manager.api.multipart import malformed_multipart
 from manager.api.problems import json_response, read_json_object
 from manager.atlas import paging
@@ -24,14 +24,7 @@ from manager.atlas.downloads import (
     stream_fd,
 )
 from manager.atlas.driver import JobDriver
-from manager.atlas.form import (
-    FILE_FIELDS,
-    INVALID,
-    MAX_TEXT,
-    BadJobRequest,
-    canonical,
-    job_fields,
-)
+from manager.atlas.form import FILE_FIELDS, INVALID, MAX_TEXT, canonical, job_fields
 from manager.atlas.identity import Account, require_account
 from manager.atlas.jobs import OK, JobService
 from manager.atlas.video import stream_to, temp_upload, validate

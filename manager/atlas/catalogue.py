@@ -15,19 +15,13 @@ from typing import Any
 
 import orjson
 
-from common.errors import InvalidAPIParameters, NotFound
+from common.errors import ModelNotInstalled, NotFound
 from common.slots import parse_bytes
 from manager.config import AtlasLimitsConfig
 
 DATA_FILE = Path(__file__).with_name("models.toml")
 LABEL = "kraken.atlas."
 GPU_MODES = frozenset({"none", "optional", "required"})
-
-
-class ModelNotInstalled(InvalidAPIParameters):
-    """A known model that no kernel image offers (400, seed: "Invalid request")."""
-
-    slug, title = "model-not-installed", "This model is not installed on this cluster"
 
 
 @dataclass(frozen=True, slots=True)

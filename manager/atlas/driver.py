@@ -24,12 +24,11 @@ import sqlalchemy as sa
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.errors import KernelNotFound, KrakenError, QuotaExceeded, RunNotFound
+from common.errors import KernelNotFound, KrakenError, ModelNotInstalled, QuotaExceeded, RunNotFound
 from common.slots import parse_bytes
 from common.status import SessionStatus
 from kernels.models import jobfiles
 from manager.atlas import progress
-from manager.atlas.catalogue import ModelNotInstalled
 from manager.atlas.jobfiles import FOLDER, MOUNT, job_dir
 from manager.atlas.jobs import NG, OK, PROGRESS, JobService
 from manager.db.tables import atlas_accounts, atlas_jobs

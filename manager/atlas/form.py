@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from common.errors import InvalidAPIParameters
+from common.errors import INVALID_REQUEST_SYNTAX, BadJobRequest
 
-INVALID = "Invalid request syntax"  # the seed's message for every bad request
+INVALID = INVALID_REQUEST_SYNTAX  # the seed's message for every bad request
 SPELLINGS = {
     "payLoad": "payload", "Payload": "payload", "payload": "payload",
     "Epoch": "epoch", "epoch": "epoch",
@@ -22,13 +22,6 @@ MAX_TEXT = 4096
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 EPOCH_RANGE = (1, 100)
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
-
-
-class BadJobRequest(InvalidAPIParameters):
-    """400 with the seed's ``message`` member beside the problem fields."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, message=INVALID)
 
 
 def canonical(field: str | None) -> str:

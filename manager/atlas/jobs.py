@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.errors import AuthenticationFailed, Forbidden, NotFound
+from common.errors import AuthenticationFailed, Forbidden, ItemNotFound
 from manager.atlas import paging
 from manager.atlas.catalogue import LABEL, Catalogue, Model, load_known
 from manager.atlas.form import JobFields, request_json
@@ -29,10 +29,6 @@ log = logging.getLogger(__name__)
 PROGRESS, OK, NG = "PROGRESS", "OK", "NG"
 TUTORIAL_STATUS = {PROGRESS: "progress", OK: "success", NG: "fail"}
 HISTORY_STATUS = {PROGRESS: "running", OK: "completed", NG: "failed"}
-
-
-class ItemNotFound(NotFound):
-    slug, title = "item-not-found", "No such item"
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -14,7 +14,8 @@ from datetime import datetime
 
 import orjson
 
-from manager.atlas.form import BadJobRequest, parse_bool
+from common.errors import BadJobRequest
+from manager.atlas.form import parse_bool
 
 DEFAULT_LIMIT, MAX_LIMIT = 10, 50
 

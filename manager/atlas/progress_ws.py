@@ -13,7 +13,8 @@ import contextlib
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from manager.atlas.form import CLIENT_ID, BadJobRequest
+from common.errors import BadJobRequest
+from manager.atlas.form import CLIENT_ID
 from manager.atlas.identity import Account, account_from_token, require_account
 from manager.atlas.progress import Listener, ProgressHub
 

@@ -14,18 +14,11 @@ from pathlib import Path
 
 import av
 
-from common.errors import InvalidAPIParameters
+from common.errors import InvalidVideo
 from manager.atlas.catalogue import Limits
 
 CHUNK = 256 * 1024
 ABSOLUTE_MAX = 2**40  # a model without max_bytes still has a bound
-
-
-class InvalidVideo(InvalidAPIParameters):
-    slug, title = "invalid-video", "The uploaded video does not meet the model's limits"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, message="Invalid request syntax")
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from common.errors import InvalidAPIParameters, NotFound
+from common.errors import InvalidAPIParameters, InvalidVideo, ModelNotInstalled, NotFound
 from manager.atlas import paging
-from manager.atlas.catalogue import Catalogue, ModelNotInstalled, installed_from_labels, load_known
+from manager.atlas.catalogue import Catalogue, installed_from_labels, load_known
 from manager.atlas.downloads import attachment, extension, safe_filename
 from manager.atlas.form import canonical, job_fields
-from manager.atlas.video import InvalidVideo, VideoInfo, check
+from manager.atlas.video import VideoInfo, check
 from manager.config import AtlasLimitsConfig
 
 GS_LABELS = {"kraken.atlas.model": "gaussian-splatting", "kraken.atlas.model-id": "2",
