@@ -10,6 +10,9 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     KrakenError (500 internal-error)
     ├── InvalidAPIParameters (400 invalid-api-params)
     │   ├── MalformedJSON (400 malformed-json)
+    │   ├── BadJobRequest (400 invalid-job-request): an atlas job form it does not take
+    │   ├── InvalidVideo (400 invalid-video): an upload outside the model's limits
+    │   ├── ModelNotInstalled (400 model-not-installed): a known model no image offers
     │   ├── HostNotAllowed (400 host-not-allowed)
     │   ├── VFolderAlreadyExists (400 vfolder-already-exists)
     │   ├── NotRegularFile (400 not-a-regular-file): a FIFO, socket or device
@@ -31,6 +34,8 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     │   ├── InvitationNotFound (404 vfolder-invitation-not-found)
     │   ├── ServiceNotFound (404 service-not-found): no such service, terminal or run
     │   ├── AccountNotFound (404 account-not-found): no atlas account with that e-mail
+    │   ├── ItemNotFound (404 item-not-found): no atlas job of that id for the caller
+    │   ├── NotOffered (404 not-offered): a seed route this manager does not offer
     │   └── UnsupportedAPIVersion (404 unsupported-api-version)
     ├── MethodNotAllowed (405 method-not-allowed)
     ├── ResourceLimitExceeded (406 resource-limit-exceeded)
@@ -49,7 +54,6 @@ zmq, SQLAlchemy) are translated into these at the boundary where they occur.
     ├── KernelExecutionFailed (500 kernel-execution-failed)
     ├── InvalidImageLabel (500 invalid-image-label): an image label the agent cannot use
     ├── EmailDeliveryFailed (500 email-delivery-failed): the SMTP server refused or is down
-    ├── NotImplementedHere (501 not-implemented): a seed route this manager does not offer
     ├── AgentError (502 agent-error)
     │   ├── ProtocolError (502 protocol-error)
     │   └── ServiceStartFailed (502 service-start-failed): a service did not come up
@@ -192,6 +196,12 @@ class VFolderNotFound(NotFound):
     slug, title = "vfolder-not-found", "No such virtual folder"
 
 
+class NotOffered(NotFound):
+    """A seed route this manager does not offer (answered, never a 5xx)."""
+
+    slug, title = "not-offered", "Not offered by this server"
+
+
 class ItemNotFound(NotFound):
     slug, title = "item-not-found", "No such item"
 
@@ -289,10 +299,6 @@ class InvalidImageLabel(KrakenError):
 
 class EmailDeliveryFailed(KrakenError):
     slug, title = "email-delivery-failed", "Email external module error"
-
-
-class NotImplementedHere(KrakenError):
-    status, slug, title = 501, "not-implemented", "Not implemented by this server"
 
 
 class AgentError(KrakenError):

@@ -227,7 +227,7 @@ def build_app(config: ManagerConfig) -> web.Application:
     app.on_shutdown.append(_end_streams)
     app[CONFIG] = config
     app.cleanup_ctx.extend([_db_ctx, _events_ctx, ratelimit_ctx, _registry_ctx,
-                            console_sessions_ctx, atlas_accounts_ctx])
+                            console_sessions_ctx])
     version.add_routes(app)
     kernel.add_routes(app)
     files.add_routes(app)
@@ -239,6 +239,8 @@ def build_app(config: ManagerConfig) -> web.Application:
     console.add_routes(app)
     vfolders.add_routes(app)
     stream.add_routes(app)
-    api_accounts.add_routes(app)
-    setup_jobs(app)  # after vfolders: the job API stores files through them
+    if config.atlas.token_key_file is not None:  # the generation product is on
+        app.cleanup_ctx.append(atlas_accounts_ctx)
+        api_accounts.add_routes(app)
+        setup_jobs(app)  # after vfolders: the job API stores files through them
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from common.errors import AuthenticationFailed, NotImplementedHere
+from common.errors import AuthenticationFailed, NotOffered
 from manager.api.problems import json_response, read_json_object
 from manager.atlas.accounts import accounts_of
 from manager.atlas.identity import SIGN_IN, bearer_token, require_account
@@ -84,7 +84,7 @@ async def me(request: web.Request) -> web.Response:
 
 
 async def google(request: web.Request) -> web.Response:
-    raise NotImplementedHere("Google sign-in is not offered by this server (no Google "
+    raise NotOffered("Google sign-in is not offered by this server (no Google "
                              "client is configured); sign up with an email and password")
 
 

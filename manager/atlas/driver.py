@@ -65,6 +65,7 @@ class JobDriver:
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
+        self._closed = False
 
     def start(self) -> None:
         self._loop = asyncio.ensure_future(self._claim_loop())
@@ -73,22 +74,27 @@ class JobDriver:
         self._wake.set()
 
     async def close(self) -> None:
-        """Stop driving (leases expire; another replica continues the jobs)."""
+        """Stop driving (leases expire; another replica continues the jobs). A task whose
+        cancellation a library swallowed is left after a grace period, never waited on
+        forever."""
+        self._closed = True
+        self._wake.set()
         tasks = [t for t in (self._loop, *self._tasks.values()) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            await asyncio.wait(tasks, timeout=10.0)
 
     async def _claim_loop(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 await self.claim()
             except Exception as e:  # an outage: try again next pass
                 log.warning("atlas driver %s cannot claim jobs: %s", self.name, e)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.claim_interval)
+                async with asyncio.timeout(self.config.claim_interval):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def claim(self) -> list[uuid.UUID]:

@@ -65,15 +65,18 @@ class ProgressHub:
         self._size = queue_size
         self._listeners: dict[tuple[str, str], set[Listener]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._follow())
 
     async def close(self) -> None:
+        """Stop following; also when a library swallowed the cancellation, the loop sees
+        the flag within a second."""
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=5.0)
 
     @contextlib.contextmanager
     def listen(self, account_id: uuid.UUID, client_id: str) -> Iterator[Listener]:
@@ -100,11 +103,12 @@ class ProgressHub:
                 listener.dropped.set()
 
     async def _follow(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(CHANNEL)
-                    async for message in pubsub.listen():
+                    while not self._closed:
+                        message = await pubsub.get_message(timeout=1.0)
                         if isinstance(message, dict) and message.get("type") == "message":
                             with contextlib.suppress(orjson.JSONDecodeError, TypeError):
                                 envelope = orjson.loads(message["data"])
@@ -112,4 +116,5 @@ class ProgressHub:
                                     self.dispatch(envelope)
             except (RedisError, OSError) as e:
                 log.info("progress subscription lost (%s); subscribing again", e)
-            await asyncio.sleep(1.0)
+            if not self._closed:
+                await asyncio.sleep(1.0)

@@ -120,7 +120,8 @@ def check(info: VideoInfo, limits: Limits) -> None:
 async def validate(path: Path, limits: Limits, timeout: float) -> VideoInfo:
     """Probe in a worker thread, at most ``timeout`` seconds, then check the limits."""
     try:
-        info = await asyncio.wait_for(asyncio.to_thread(probe, path), timeout)
+        async with asyncio.timeout(timeout):
+            info = await asyncio.to_thread(probe, path)
     except TimeoutError:
         raise InvalidVideo(f"the video could not be checked within {timeout:g} s") from None
     check(info, limits)

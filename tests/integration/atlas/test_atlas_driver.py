@@ -176,7 +176,10 @@ async def test_interrupt_ends_the_session(harness: Harness, model_agent: FakeAge
     r = await final(harness, job)
     assert (r.status, r.error) == ("NG", "interrupted")
     await wait_for(lambda: not model_agent.kernels, 10, "the session to be destroyed")
-    assert set(await session_statuses(harness)) <= {SessionStatus.TERMINATED.value}
+
+    async def all_terminated() -> bool:  # the agent's reply lands a moment after
+        return set(await session_statuses(harness)) <= {SessionStatus.TERMINATED.value}
+    await wait_for(all_terminated, 10, "the session row to be TERMINATED")
     model_agent.hold_execute.set()
 
 

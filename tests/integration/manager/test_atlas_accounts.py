@@ -349,7 +349,9 @@ async def test_hmac_signed_requests_of_an_accounts_keypair(
 
 
 async def test_google_and_unknown_routes_answer_problems(h: Harness) -> None:
-    _problem(*await _req(h, "POST", "/atlas/auth/google", {"idToken": "x"}), 501)
+    status, body = await _req(h, "POST", "/atlas/auth/google", {"idToken": "x"})
+    _problem(status, body, 404)
+    assert body["type"].endswith("/not-offered") and "Google" in body["detail"]
     _problem(*await _req(h, "GET", "/atlas/no-such-route"), 404)
     _problem(*await _req(h, "GET", "/atlas/auth/sign-up"), 405)
     # the Backend.AI API's problems are unchanged (no seed 000 member)
@@ -420,8 +422,10 @@ async def test_account_from_token_for_websockets(h: Harness, inbox: tuple[Inbox,
         await account_from_token(h.app, pair["accessToken"])
 
 
-async def test_without_a_token_key_atlas_answers_503(harness: Harness) -> None:
-    status, body = await _req(harness, "GET", "/atlas/me", token="x")
-    _problem(status, body, 503)
-    assert "atlas.token_key_file" in body["message"]
+async def test_without_a_token_key_atlas_is_off(harness: Harness) -> None:
+    """No token key: the generation product is off (its routes are not there: 404, never
+    a 5xx), and the rest of the manager runs."""
+    for path in ("/atlas/me", "/krako/me", "/ws", "/history", "/atlas/item/gs3d"):
+        status, body = await _req(harness, "GET", path, token="x")
+        assert status == 404, (path, body)
     assert (await harness.call("GET", "/"))[0] == 200  # the rest of the manager runs

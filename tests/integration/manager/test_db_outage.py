@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from manager.api.app import build_app
 from manager.api.keys import REGISTRY
+from manager.atlas import tokens
 from manager.db.engine import make_engine
 from manager.db.migrate import upgrade_head
 from manager.db.tables import agents
@@ -90,9 +91,14 @@ async def test_db_outage_kills_nothing_and_answers_503(private_pg: PrivatePostgr
     assert len(warnings) <= 4, [r.getMessage() for r in warnings]  # once per outage
 
 
+@pytest.mark.parametrize("atlas", [False, True], ids=["plain", "with-atlas"])
 async def test_a_manager_started_during_an_outage_waits_for_it(private_pg: PrivatePostgres,
-                                                              tmp_path: Path) -> None:
-    config = make_manager_config(private_pg.url, tmp_path)
+                                                              tmp_path: Path, atlas: bool
+                                                              ) -> None:
+    extra = {}
+    if atlas:  # the generation product's contexts wait too, and close cleanly
+        extra["atlas"] = {"token_key_file": str(tokens.generate(tmp_path / "atlas.key"))}
+    config = make_manager_config(private_pg.url, tmp_path, **extra)
     private_pg.stop()
     server = TestServer(build_app(config))
     try:

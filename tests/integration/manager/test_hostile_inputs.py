@@ -28,6 +28,7 @@ from common.msg_agent import (
     UploadFiles,
 )
 from manager.api.keys import REGISTRY
+from manager.atlas import tokens
 from manager.config import ManagerConfig
 from tests.integration.manager.conftest import FakeAgent, Harness, make_manager_config
 
@@ -180,8 +181,11 @@ def mgr_config(mgr_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         except ModuleNotFoundError:
             continue
         monkeypatch.setattr(found, attr, f"{getattr(found, attr)}test-{token}.")
+    # the generation product on too: its routes are swept with the rest
+    atlas_key = tokens.generate(tmp_path / "atlas.key")
     return make_manager_config(mgr_db_url, tmp_path, vfolders={"root": str(tmp_path / "vf")},
-                               ratelimit={"anonymous": 10**6, "keypair_default": 10**6})
+                               ratelimit={"anonymous": 10**6, "keypair_default": 10**6},
+                               atlas={"token_key_file": str(atlas_key)})
 
 
 async def restore_targets(h: Harness) -> None:
