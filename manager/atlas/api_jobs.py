@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from common.errors import BadJobRequest, KrakenError, NotFound
+from kernels.models import jobfiles as names
 from manager.api.multipart import malformed_multipart
 from manager.api.problems import json_response, read_json_object
 from manager.atlas import paging
@@ -188,12 +189,12 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 def _metadata_files(kind: str, row: Any) -> list[str]:
     if kind == "request":
-        return ["request.json", str((row.params or {}).get("input", "input/input.mp4"))]
+        return [names.REQUEST, str((row.params or {}).get("input", "input/input.mp4"))]
     if kind == "reply":
-        return ["result.json", "progress.jsonl"]
-    names = list((row.outputs or {}).values())
+        return [names.RESULT, names.PROGRESS]
+    outputs = list((row.outputs or {}).values())
     thumb = (row.metrics or {}).get("thumbnail")
-    return [f"outputs/{n}" for n in [*names, *([thumb] if thumb else [])]]
+    return [f"{names.OUTPUTS}/{n}" for n in [*outputs, *([thumb] if thumb else [])]]
 
 
 @seeded
@@ -201,8 +202,8 @@ async def metadata(request: web.Request) -> web.StreamResponse:
     owner, row, jobs = await _owner_and_row(request)
     kind, job = request.match_info["type"], str(row.id)
     if kind in ("thumbnail", "log"):
-        rel = "log.txt" if kind == "log" else \
-            f"outputs/{(row.metrics or {}).get('thumbnail') or 'thumbnail.png'}"
+        rel = names.LOG if kind == "log" else \
+            f"{names.OUTPUTS}/{(row.metrics or {}).get('thumbnail') or names.THUMBNAIL}"
         ext = "txt" if kind == "log" else "png"
         async with jobs.files.open(owner, job, rel) as payload:
             return await stream_fd(request, payload.fd, payload.size,

@@ -14,6 +14,7 @@ import orjson
 from common.confined_pool import close_fds
 from common.errors import NotFound, VFolderAlreadyExists, VFolderNotFound, VFolderPathNotFound
 from common.slots import parse_bytes
+from kernels.models import jobfiles as names
 from manager.config import AtlasJobsConfig
 from manager.services.keypairs import KeypairInfo
 from manager.vfolders import transfer
@@ -78,7 +79,7 @@ class JobFiles:
                 batch.account(await asyncio.to_thread(_copy, video, fd))
             finally:
                 os.close(fd)
-            batch.add_file(base / "input" / input_name, [name])
+            batch.add_file(base / names.INPUT_DIR / input_name, [name])
             name, fd = await batch.new_part()
             try:
                 data = orjson.dumps(request, option=orjson.OPT_INDENT_2)
@@ -86,8 +87,8 @@ class JobFiles:
                 batch.account(len(data))
             finally:
                 os.close(fd)
-            batch.add_file(base / "request.json", [name])
-            batch.dirs.add(base / "outputs")
+            batch.add_file(base / names.REQUEST, [name])
+            batch.dirs.add(base / names.OUTPUTS)
 
         await self.service.upload(owner, FOLDER, feed)
 
